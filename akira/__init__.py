@@ -1,0 +1,3 @@
+"""akira: spectral-band neural architectures on Hydra + Lightning."""
+
+__version__ = "0.1.0"
