@@ -1,0 +1,1 @@
+"""Lightning callbacks: throughput/MFU, frame panels, (later) attention statistics and band dynamics."""

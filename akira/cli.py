@@ -1,0 +1,63 @@
+"""Hydra entry points with one-line errors and meaningful exit codes.
+
+Exit codes: 0 success, 2 bad configuration (compose or build time), 1 failed run, 130 interrupted.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+class RunFailed(RuntimeError):
+    """A run failed after it started; the traceback is in the run's log file."""
+
+
+def _is_config_error(exc: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from akira.config import ConfigError
+
+    chain = [exc, exc.__cause__, exc.__context__]
+    return any(isinstance(e, (ConfigError, HydraException, OmegaConfBaseException)) for e in chain if e) or (
+        isinstance(exc, AssertionError) and "Unexpected type for root" in str(exc)
+    )
+
+
+def hydra_entry(config_name: str, fn: Callable) -> None:
+    """Run `fn(cfg)` under `@hydra.main` with config `config_name`; exit with a one-line error."""
+    import hydra
+
+    from akira.config import format_error, register_configs
+
+    os.environ.setdefault("AKIRA_ROOT", str(ROOT))
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print one line ourselves
+    register_configs()
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def _main(cfg):
+        return fn(cfg)
+
+    try:
+        _main()
+    except KeyboardInterrupt:
+        print("akira: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except RunFailed as exc:
+        print(f"akira: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns exceptions into exit codes
+        if _is_config_error(exc):
+            print(f"akira: config error: {format_error(exc)}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        print(f"akira: error: {type(exc).__name__}: {format_error(exc)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,43 @@
+"""Structured-config schemas registered in Hydra's ConfigStore.
+
+Every config group option in `conf/` starts its defaults list with one of these schemas
+(`/schema/<group>/<name>@_here_`), and `train.yaml`/`eval.yaml` start with `train_schema`/
+`eval_schema`, so an unknown key or a wrong type fails when the config is composed.
+"""
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from akira.config.data import FieldsDataConfig
+from akira.config.errors import ConfigError, format_error
+from akira.config.models import ConvLSTMConfig, CopyLastConfig, LinearExtrapolationConfig, MLP2DConfig
+from akira.config.run import EvalConfig, TrainConfig
+
+SCHEMAS = {
+    "data": {"fields": FieldsDataConfig},
+    "model": {
+        "copy_last": CopyLastConfig,
+        "linear": LinearExtrapolationConfig,
+        "mlp2d": MLP2DConfig,
+        "convlstm": ConvLSTMConfig,
+    },
+}
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Register all schemas once (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+    _registered = True
+
+
+__all__ = ["ConfigError", "format_error", "register_configs", "SCHEMAS"]

@@ -1,0 +1,114 @@
+"""Schemas of the `logger/` and `callbacks/` groups.
+
+Each group is a set of optional named entries; a group option enables some of them. The entries are
+built by `akira.run` (loggers) or instantiated from `_target_` (callbacks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+
+@dataclass
+class CSVLoggerConfig:
+    _target_: str = "pytorch_lightning.loggers.CSVLogger"
+    save_dir: str = "${paths.output_dir}"
+    name: str = ""
+    version: str = ""
+    flush_logs_every_n_steps: int = 50
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "pytorch_lightning.loggers.TensorBoardLogger"
+    save_dir: str = "${paths.output_dir}/tensorboard"
+    name: str = ""
+    version: str = ""
+    default_hp_metric: bool = False
+
+
+@dataclass
+class WandbLoggerConfig:
+    """W&B: offline automatically when no API key is configured (`offline: null`)."""
+
+    _target_: str = "akira.loggers.build_wandb_logger"
+    project: str = "akira"
+    entity: Optional[str] = None
+    group: Optional[str] = "${task_name}"
+    name: Optional[str] = None
+    job_type: str = "train"
+    tags: List[str] = field(default_factory=list)
+    notes: Optional[str] = None
+    save_dir: str = "${paths.output_dir}"
+    offline: Optional[bool] = None
+    log_model: bool = False
+
+
+@dataclass
+class LoggersConfig:
+    csv: Optional[CSVLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
+    wandb: Optional[WandbLoggerConfig] = None
+
+
+@dataclass
+class ModelCheckpointConfig:
+    _target_: str = "pytorch_lightning.callbacks.ModelCheckpoint"
+    dirpath: str = "${paths.output_dir}/checkpoints"
+    filename: Optional[str] = None
+    monitor: Optional[str] = None
+    mode: str = "min"
+    save_top_k: int = 1
+    save_last: Optional[bool] = None
+    every_n_train_steps: Optional[int] = None
+    auto_insert_metric_name: bool = False
+    save_on_train_epoch_end: Optional[bool] = None
+    enable_version_counter: bool = False
+
+
+@dataclass
+class LearningRateMonitorConfig:
+    _target_: str = "pytorch_lightning.callbacks.LearningRateMonitor"
+    logging_interval: str = "step"
+
+
+@dataclass
+class ProgressBarConfig:
+    _target_: str = "pytorch_lightning.callbacks.RichProgressBar"
+    refresh_rate: int = 1
+    leave: bool = False
+
+
+@dataclass
+class ThroughputConfig:
+    _target_: str = "akira.callbacks.throughput.Throughput"
+    log_every_n_steps: int = 10
+    warmup_steps: int = 2
+
+
+@dataclass
+class EarlyStoppingConfig:
+    _target_: str = "pytorch_lightning.callbacks.EarlyStopping"
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass
+class MediaConfig:
+    _target_: str = "akira.callbacks.media.FramePanels"
+    every_n_steps: int = 200
+    media_dir: str = "${paths.output_dir}/media"
+
+
+@dataclass
+class CallbacksConfig:
+    best_checkpoint: Optional[ModelCheckpointConfig] = None
+    last_checkpoint: Optional[ModelCheckpointConfig] = None
+    lr_monitor: Optional[LearningRateMonitorConfig] = None
+    progress_bar: Optional[ProgressBarConfig] = None
+    throughput: Optional[ThroughputConfig] = None
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    frame_panels: Optional[MediaConfig] = None
+    extra: Any = None

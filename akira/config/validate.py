@@ -1,0 +1,48 @@
+"""Semantic checks that types alone cannot express; each failure names the key and the allowed range."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from akira.config.errors import ConfigError
+
+
+def _at_least(cfg: DictConfig, key: str, minimum: int) -> None:
+
+
+    value = OmegaConf.select(cfg, key)
+    if value is not None and value < minimum:
+        raise ConfigError(key, f"must be >= {minimum} (got {value})")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Checks on the composed config before anything heavy is built."""
+    if cfg.data is None:
+        raise ConfigError("data", "no data config selected (choose e.g. data=fields)")
+    if cfg.model is None:
+        raise ConfigError("model", "no model config selected (choose e.g. model=convlstm)")
+    if cfg.model.get("kind") != cfg.data.get("kind"):
+        raise ConfigError("model", f"a '{cfg.model.get('kind')}' model cannot run on '{cfg.data.get('kind')}' data "
+                          f"(data={cfg.data.get('kind')}); pick a model of that kind")
+    _at_least(cfg, "trainer.max_steps", -1)
+    _at_least(cfg, "data.batch_size", 1)
+    if cfg.data.kind == "fields":
+        _at_least(cfg, "data.grid", 8)
+        _at_least(cfg, "data.history", 2)
+        _at_least(cfg, "data.horizon", 1)
+        horizons = list(cfg.task.rollout_horizons)
+        if not horizons or min(horizons) < 1:
+            raise ConfigError("task.rollout_horizons", f"must be positive integers (got {horizons})")
+        if max(horizons) > cfg.data.horizon:
+            raise ConfigError("data.horizon", f"must be >= max(task.rollout_horizons) = {max(horizons)} "
+                              f"(got {cfg.data.horizon})")
+    if cfg.ckpt_path not in (None, "", "last") and not isinstance(cfg.ckpt_path, str):
+        raise ConfigError("ckpt_path", "must be null, 'last' or a path to a .ckpt file")
+
+
+def validate_model_data(cfg: DictConfig, model) -> None:
+    """Checks that need the built model (e.g. how many past frames it needs)."""
+    if cfg.data.kind == "fields":
+        context = int(getattr(model, "context_frames", 1))
+        if context > cfg.data.history:
+            raise ConfigError("data.history", f"model needs {context} past frames; set data.history >= {context} "
+                              f"(got {cfg.data.history})")

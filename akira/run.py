@@ -1,0 +1,266 @@
+"""Build datamodule, task, callbacks, loggers and Trainer from a composed config; fit; test; write
+`run.json` and `metrics.json` into the run directory (DESIGN §3)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from akira.checkpoint_io import AtomicCheckpointIO
+from akira.cli import ROOT, RunFailed
+from akira.config import ConfigError
+from akira.config.validate import validate_config, validate_model_data
+from akira.loggers import build_loggers, finish_wandb
+from akira.runinfo import start_info, write_json_atomic
+
+log = logging.getLogger("akira")
+
+FRAMEWORK_KEYS = ("kind", "compile")
+
+
+# ------------------------------------------------------------------------------------------ builders
+def _kwargs(node: DictConfig) -> tuple[str, dict[str, Any]]:
+    kwargs = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    target = kwargs.pop("_target_")
+    for key in FRAMEWORK_KEYS:
+        kwargs.pop(key, None)
+    return target, kwargs
+
+
+def _call(target: str, kwargs: dict[str, Any], group: str):
+    """Build `target(**kwargs)`; a ValueError from the constructor is a config error of `group`."""
+    try:
+        fn = get_object(target)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"{group}._target_", f"cannot import '{target}': {exc}") from exc
+    try:
+        return fn(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(group, str(exc)) from exc
+    except ValueError as exc:
+        msg = str(exc)
+        raise ConfigError(None if msg.startswith(f"{group}.") else group, msg) from exc
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    target, kwargs = _kwargs(cfg.data)
+    return _call(target, kwargs, "data")
+
+
+def build_model(cfg: DictConfig) -> torch.nn.Module:
+    target, kwargs = _kwargs(cfg.model)
+    return _call(target, kwargs, "model")
+
+
+def build_task(cfg: DictConfig, model: torch.nn.Module, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    optim = OmegaConf.to_container(cfg.optim, resolve=True, enum_to_str=True)
+    if cfg.data.kind == "fields":
+        from akira.tasks.next_frame import NextFrameTask
+
+        return NextFrameTask(
+            model, history=cfg.data.history, grid=cfg.data.grid, optim=optim,
+            rollout_horizons=list(cfg.task.rollout_horizons), loss_on=str(cfg.task.loss_on.value),
+            total_steps=cfg.trainer.max_steps,
+            test_protocols=getattr(datamodule, "test_protocols", ("unseen", "reference")))
+    raise ConfigError("data.kind", f"unknown data kind '{cfg.data.kind}' (allowed: fields)")
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    callbacks = []
+    for key, node in (cfg.callbacks or {}).items():
+        if node is None or key == "extra":
+            continue
+        callbacks.append(instantiate(node, _convert_="all"))
+    for node in (cfg.callbacks.get("extra") or {}).values():
+        callbacks.append(instantiate(node, _convert_="all"))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.pop("_target_")
+    kwargs["plugins"] = [AtomicCheckpointIO()]
+    return pl.Trainer(callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    if hasattr(model, "num_parameters"):
+        non_embedding = int(model.num_parameters(non_embedding=True))
+    else:
+        embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+        non_embedding = total - embedding
+    return {"total": total, "non_embedding": non_embedding,
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _output_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _log_file() -> str:
+    try:
+        hc = HydraConfig.get()
+        return str(Path(hc.runtime.output_dir) / f"{hc.job.name}.log")
+    except ValueError:
+        return "the run's log file"
+
+
+def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
+    """`last` -> `<run dir>/checkpoints/last.ckpt` if it exists (else start fresh); a path must exist."""
+    if cfg.ckpt_path in (None, ""):
+        return None
+    if cfg.ckpt_path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            return str(last)
+        log.warning("ckpt_path=last but %s does not exist: starting from scratch", last)
+        return None
+    path = Path(cfg.ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError("ckpt_path", f"checkpoint file not found: {path}")
+    return str(path)
+
+
+def _scalar_metrics(trainer: pl.Trainer, prefixes=("train/", "val/", "test", "throughput/")) -> dict[str, float]:
+    out = {}
+    for key, value in trainer.callback_metrics.items():
+        if key.startswith(prefixes):
+            v = float(value.item() if torch.is_tensor(value) else value)
+            out[key] = v if math.isfinite(v) else str(v)
+    return out
+
+
+def _throughput(callbacks: list, unit: str) -> dict[str, float]:
+    from akira.callbacks.throughput import Throughput
+
+    for cb in callbacks:
+        if isinstance(cb, Throughput) and cb.mean_rate() is not None:
+            return {f"throughput/{unit}_per_sec": cb.mean_rate()}
+    return {}
+
+
+def print_table(metrics: dict[str, Any]) -> None:
+    """Short final table: the model's test metrics beside the trivial baselines (fields) or ppl (text)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="akira: final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        if key.startswith(("test", "val/loss", "params_", "train_seconds", "throughput/")):
+            value = metrics[key]
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    Console(stderr=False).print(table)
+
+
+# ------------------------------------------------------------------------------------------ entry points
+def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
+    output_dir = _output_dir()
+    info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
+    write_json_atomic(output_dir / "run.json", info)
+    exit_code = 1
+    try:
+        metrics = _build_and_run(cfg, output_dir, info, fit)
+        info["status"], exit_code = "completed", 0
+        return metrics
+    except ConfigError:
+        info["status"], exit_code = "config_error", 2
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        info["status"], exit_code = "interrupted", 130
+        raise
+    except Exception as exc:
+        log.exception("run failed")
+        info["status"], info["error"] = "failed", f"{type(exc).__name__}: {exc}"
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise RunFailed(f"run failed: {type(exc).__name__}: {first} (traceback in {_log_file()})") from exc
+    finally:
+        info["end_time"], info["exit_code"] = time.strftime("%Y-%m-%dT%H:%M:%S%z"), exit_code
+        write_json_atomic(output_dir / "run.json", info)
+        finish_wandb(exit_code)
+
+
+def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool) -> dict[str, Any]:
+    validate_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg)
+    validate_model_data(cfg, model)
+    task = build_task(cfg, model, datamodule)
+    if cfg.model.get("compile", False) or cfg.get("compile", False):
+        task.model = torch.compile(task.model)
+    params = count_params(model)
+    info["params"] = params
+    write_json_atomic(output_dir / "run.json", info)
+
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, callbacks, loggers)
+    ckpt_path = resolve_ckpt_path(cfg, output_dir)
+    trainable = params["trainable"] > 0
+    metrics: dict[str, Any] = {}
+    train_seconds = 0.0
+
+    if fit and cfg.train and trainable:
+        start = time.perf_counter()
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        train_seconds = time.perf_counter() - start
+        if not trainer.fast_dev_run:
+            trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+        metrics.update(_scalar_metrics(trainer))
+        info["params"]["groups"] = {
+            str(g.get("name", i)): sum(p.numel() for p in g["params"])
+            for opt in trainer.optimizers for i, g in enumerate(opt.param_groups)}
+        info["resumed_from"] = ckpt_path
+        info["global_step"] = trainer.global_step
+        write_json_atomic(output_dir / "run.json", info)
+        test_ckpt = None
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if best and Path(best).exists():
+            test_ckpt = best
+            info["tested_checkpoint"] = best
+    else:
+        test_ckpt = ckpt_path if trainable else None
+        if trainable and test_ckpt is None:
+            log.warning("evaluating a trainable model without a checkpoint: weights are the random init")
+        trainer.validate(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
+        metrics.update(_scalar_metrics(trainer))
+    if cfg.test:
+        trainer.test(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
+        metrics.update(_scalar_metrics(trainer, prefixes=("test",)))
+
+    metrics.update(_throughput(callbacks, getattr(task, "throughput_unit", "items")))
+    metrics.update({"params_total": params["total"], "params_non_embedding": params["non_embedding"],
+                    "train_seconds": train_seconds})
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        print_table(metrics)
+    return metrics
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (unless `train=false` or the model has no parameters), then test; returns metrics.json."""
+    return _run(cfg, fit=True)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate `ckpt_path` on validation and test (eval.py)."""
+    return _run(cfg, fit=False)

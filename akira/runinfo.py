@@ -1,0 +1,75 @@
+"""`run.json` contents (provenance of a run) and atomic JSON writes."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def git_info(root: str | os.PathLike) -> dict[str, Any]:
+    """{"sha": ..., "dirty": bool} of the repository at `root` (None values outside git)."""
+    def _git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+def versions() -> dict[str, str | None]:
+    import hydra
+    import pytorch_lightning
+    import torch
+
+    import akira
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "lightning": pytorch_lightning.__version__, "hydra": hydra.__version__, "akira": akira.__version__}
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"type": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "count": os.cpu_count()}
+
+
+def start_info(root: str | os.PathLike, run_dir: str | os.PathLike, seed: int, overrides: list[str],
+               task_name: str) -> dict[str, Any]:
+    return {
+        "status": "running", "task_name": task_name, "run_dir": str(run_dir), "git": git_info(root),
+        "versions": versions(), "device": device_info(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "hostname": socket.gethostname(),
+        "command": [sys.executable, *sys.argv], "overrides": list(overrides), "seed": seed,
+        "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "end_time": None, "exit_code": None,
+    }

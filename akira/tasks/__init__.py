@@ -1,0 +1,1 @@
+"""LightningModules (thin): NextFrameTask, LanguageModelTask; optim.py holds param groups/schedules."""

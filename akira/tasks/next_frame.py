@@ -1,0 +1,147 @@
+"""NextFrameTask: next-frame prediction on 2D fields, reported beside trivial baselines.
+
+Batches are clips `(B, history + horizon, H, W)`; the model sees the last `model.context_frames` of the
+first `history` frames and predicts frame `history`. Validation and test also score copy-last and
+linear extrapolation on the same batches, and autoregressive rollouts at `rollout_horizons`.
+Test dataloader k is protocol `test_protocols[k]`: "unseen" logs under `test/`, others under
+`test_<protocol>/`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from akira.tasks.optim_simple import configure_adam
+
+
+def _copy_last(frames: torch.Tensor) -> torch.Tensor:
+    return frames[:, -1]
+
+
+def _linear(frames: torch.Tensor) -> torch.Tensor:
+    return (2 * frames[:, -1] - frames[:, -2]).clamp(0, 1)
+
+
+class _EvalMetrics(nn.Module):
+    """All metrics of one evaluation split (one protocol)."""
+
+    def __init__(self, grid: int, horizons: Sequence[int]):
+        super().__init__()
+        kernel = min(11, grid - (1 - grid % 2))
+        self.image = MetricCollection({
+            "mse": MeanSquaredError(), "mae": MeanAbsoluteError(),
+            "psnr": PeakSignalNoiseRatio(data_range=1.0),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=kernel),
+        })
+        self.mse_copy_last = MeanSquaredError()
+        self.mse_linear = MeanSquaredError()
+        self.horizons = list(horizons)
+        self.rollout = nn.ModuleDict({f"h{h}": MeanMetric() for h in self.horizons})
+        self.rollout_copy_last = nn.ModuleDict({f"h{h}": MeanMetric() for h in self.horizons})
+
+
+class NextFrameTask(pl.LightningModule):
+    throughput_unit = "frames"
+
+    def __init__(self, model: nn.Module, history: int, grid: int, optim: dict | None = None,
+                 rollout_horizons: Sequence[int] = (1, 5, 10), loss_on: str = "next",
+                 total_steps: int = 1000, test_protocols: Sequence[str] = ("unseen", "reference")):
+        super().__init__()
+        self.model = model
+        self.history = int(history)
+        self.context = int(getattr(model, "context_frames", history))
+        self.optim = dict(optim or {})
+        self.loss_on = str(loss_on)
+        self.total_steps = int(total_steps)
+        self.horizons = sorted({int(h) for h in rollout_horizons})
+        self.test_protocols = list(test_protocols)
+        self.val_metrics = _EvalMetrics(grid, self.horizons)
+        self.test_metrics = nn.ModuleList(_EvalMetrics(grid, self.horizons) for _ in self.test_protocols)
+        self.save_hyperparameters(ignore=["model"])
+
+    # ----------------------------------------------------------------- model calls
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames `(B, T, H, W)` -> next frame `(B, H, W)`."""
+        return self.model(frames[:, -self.context:])
+
+    def items_per_batch(self, batch: torch.Tensor) -> int:
+        """Predicted frames per training batch (for throughput)."""
+        if self.loss_on == "clip" and hasattr(self.model, "forward_sequence"):
+            return batch.shape[0] * (batch.shape[1] - self.context)
+        return batch.shape[0]
+
+    def _train_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.loss_on == "clip" and hasattr(self.model, "forward_sequence"):
+            preds = self.model.forward_sequence(batch[:, :-1])  # (B, T-1, H, W): pred of frame t+1
+            start = self.context - 1  # predictions that saw a full context of real frames
+            return F.mse_loss(preds[:, start:].float(), batch[:, start + 1:].float())
+        pred = self(batch[:, : self.history])
+        return F.mse_loss(pred.float(), batch[:, self.history].float())
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._train_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _evaluate(self, batch: torch.Tensor, metrics: _EvalMetrics) -> torch.Tensor:
+        past, target = batch[:, : self.history], batch[:, self.history]
+        pred = self(past).float().clamp(0, 1)
+        metrics.image.update(pred[:, None], target[:, None].float())
+        metrics.mse_copy_last.update(_copy_last(past), target)
+        metrics.mse_linear.update(_linear(past), target)
+        window = past
+        for h in range(1, max(self.horizons) + 1):
+            step = self(window).float().clamp(0, 1) if h > 1 else pred
+            if f"h{h}" in metrics.rollout:
+                truth = batch[:, self.history + h - 1].float()
+                metrics.rollout[f"h{h}"].update(F.mse_loss(step, truth, reduction="none").mean((1, 2)))
+                metrics.rollout_copy_last[f"h{h}"].update(
+                    F.mse_loss(past[:, -1].float(), truth, reduction="none").mean((1, 2)))
+            window = torch.cat([window[:, 1:], step[:, None].to(window.dtype)], dim=1)
+        return F.mse_loss(pred, target.float())
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        loss = self._evaluate(batch, self.val_metrics)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_metrics[dataloader_idx])
+
+    def _log_split(self, prefix: str, metrics: _EvalMetrics) -> None:
+        values = {f"{prefix}/{k}": v for k, v in metrics.image.compute().items()}
+        copy_last, linear = metrics.mse_copy_last.compute(), metrics.mse_linear.compute()
+        values[f"{prefix}/mse_copy_last"] = copy_last
+        values[f"{prefix}/mse_linear"] = linear
+        values[f"{prefix}/skill"] = 1.0 - values[f"{prefix}/mse"] / copy_last.clamp_min(1e-12)
+        values[f"{prefix}/skill_linear"] = 1.0 - values[f"{prefix}/mse"] / linear.clamp_min(1e-12)
+        for key, metric in metrics.rollout.items():
+            values[f"{prefix}/rollout_mse_{key}"] = metric.compute()
+            values[f"{prefix}/rollout_mse_{key}_copy_last"] = metrics.rollout_copy_last[key].compute()
+        self.log_dict(values, add_dataloader_idx=False, sync_dist=True)
+        for module in metrics.modules():
+            if hasattr(module, "reset") and module is not metrics:
+                module.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        for protocol, metrics in zip(self.test_protocols, self.test_metrics):
+            self._log_split("test" if protocol == "unseen" else f"test_{protocol}", metrics)
+
+    @torch.no_grad()
+    def panel_frames(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(current, target, prediction) `(H, W)` each, for the first clip of `batch`."""
+        past = batch[:1, : self.history]
+        pred = self(past).float().clamp(0, 1)
+        return past[0, -1].float().cpu(), batch[0, self.history].float().cpu(), pred[0].cpu()
+
+    def configure_optimizers(self):
+        return configure_adam(self, self.optim, self.total_steps)

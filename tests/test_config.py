@@ -1,0 +1,81 @@
+"""The config tree composes for every group option, and bad input fails at compose time naming the key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from akira.cli import CONF_DIR, ROOT
+from akira.config import format_error
+
+GROUPS = ["data", "model", "trainer", "logger", "callbacks", "debug", "experiment", "paths"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert _options(group), f"conf/{group}/ is empty"
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval"])
+def test_defaults_compose(compose, config_name):
+    overrides = ["ckpt_path=x.ckpt"] if config_name == "eval" else []
+    cfg = compose(overrides, config_name=config_name)
+    assert cfg.data.kind == cfg.model.kind
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes(compose, group, option):
+    cfg = compose([f"{group}={option}"])
+    assert cfg.model is not None and cfg.data is not None
+    if group == "model":
+        assert "_target_" in cfg.model
+
+
+@pytest.mark.parametrize("override,exc,key", [
+    (["data.grid=abc"], ValidationError, "data.grid"),
+    (["trainer.max_steps=1.5"], ValidationError, "trainer.max_steps"),
+    (["data.gridd=3"], ConfigKeyError, "data.gridd"),
+    (["seedd=1"], ConfigKeyError, "seedd"),
+    (["data.pattern=blobby"], ValidationError, "data.pattern"),
+    (["model.hidden=x"], ValidationError, "model.hidden"),
+])
+def test_bad_values_fail_at_compose_time(compose, override, exc, key):
+    with pytest.raises((ConfigCompositionException, exc)) as info:
+        compose(override)
+    line = format_error(info.value)
+    assert key in line and "\n" not in line
+
+
+def test_unknown_option_lists_allowed_values(compose):
+    with pytest.raises(MissingConfigException) as info:
+        compose(["model=nope"])
+    line = format_error(info.value)
+    assert "model/nope" in line and "convlstm" in line and "mlp2d" in line and "\n" not in line
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["model=nope", "--cfg", "job"], "allowed values for 'model'"),
+    (["experiment=nope", "--cfg", "job"], "fields_blob"),
+    (["data.grid=abc", "--cfg", "job"], "data.grid"),
+    (["data.typo=1", "--cfg", "job"], "data.typo: unknown key"),
+    (["logger.wandb.project=x", "--cfg", "job"], "logger.wandb.project"),
+])
+def test_cli_config_errors_exit_2_with_one_line(args, needle):
+    proc = _cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and lines[0].startswith("akira: config error:")
