@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,8 @@ def build_wandb_logger(project: str, save_dir: str, entity: str | None = None, g
     id_file = Path(save_dir) / RUN_ID_FILE
     run_id = id_file.read_text().strip() if id_file.exists() else None
     if run_id is None:
-        import wandb.util
-
-        run_id = wandb.util.generate_id()
+        alphabet = string.ascii_lowercase + string.digits
+        run_id = "".join(secrets.choice(alphabet) for _ in range(8))
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         tmp = id_file.with_suffix(".tmp")
         tmp.write_text(run_id)
@@ -59,8 +60,10 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
         if node is None:
             continue
         if key == "wandb":
-            resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-            loggers.append(instantiate(node, config=resolved, _convert_="all"))
+            kwargs = OmegaConf.to_container(node, resolve=True)
+            kwargs.pop("_target_")
+            kwargs["config"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+            loggers.append(build_wandb_logger(**kwargs))
         else:
             loggers.append(instantiate(node, _convert_="all"))
     return loggers

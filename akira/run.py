@@ -78,6 +78,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     for key, node in (cfg.callbacks or {}).items():
         if node is None or key == "extra":
             continue
+        if key == "progress_bar" and not cfg.trainer.enable_progress_bar:
+            continue
         callbacks.append(instantiate(node, _convert_="all"))
     for node in (cfg.callbacks.get("extra") or {}).values():
         callbacks.append(instantiate(node, _convert_="all"))

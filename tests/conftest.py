@@ -45,7 +45,7 @@ def compose():
 # A tiny, fast configuration for end-to-end runs on 2 CPU cores.
 TINY = [
     "data.grid=16", "data.batch_size=4", "data.val_streams=4", "data.test_streams=4", "data.history=4",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+    "trainer.max_steps=4", "trainer.log_every_n_steps=1", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
     "callbacks.progress_bar=null", "callbacks.last_checkpoint.every_n_train_steps=2",
     "callbacks.frame_panels.every_n_steps=2",

@@ -70,6 +70,14 @@ class Throughput(pl.Callback):
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)
             self._window_items, self._t0 = 0, now
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        """Count the last partial window too, so short runs still report a rate."""
+        if self._t0 is not None and self._window_items:
+            self._sync(trainer)
+            self._total_items += self._window_items
+            self._total_seconds += time.perf_counter() - self._t0
+            self._window_items = 0
+
     def mean_rate(self) -> float | None:
         """Mean items/s over all logged windows (None before the first window)."""
         return self._total_items / self._total_seconds if self._total_seconds > 0 else None

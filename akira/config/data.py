@@ -45,4 +45,5 @@ class FieldsDataConfig:
     test_streams: int = 128
     switch_period: int = 50
     vary_params: bool = True
+    reference_clips: int = 101
     seed: int = "${seed}"  # type: ignore[assignment]

@@ -91,11 +91,11 @@ class NextFrameTask(pl.LightningModule):
         return loss
 
     def _evaluate(self, batch: torch.Tensor, metrics: _EvalMetrics) -> torch.Tensor:
-        past, target = batch[:, : self.history], batch[:, self.history]
+        past, target = batch[:, : self.history], batch[:, self.history].float().contiguous()
         pred = self(past).float().clamp(0, 1)
         metrics.image.update(pred[:, None], target[:, None].float())
-        metrics.mse_copy_last.update(_copy_last(past), target)
-        metrics.mse_linear.update(_linear(past), target)
+        metrics.mse_copy_last.update(_copy_last(past).reshape(-1), target.reshape(-1))
+        metrics.mse_linear.update(_linear(past).reshape(-1), target.reshape(-1))
         window = past
         for h in range(1, max(self.horizons) + 1):
             step = self(window).float().clamp(0, 1) if h > 1 else pred

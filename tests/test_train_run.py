@@ -1,0 +1,152 @@
+"""End-to-end runs through akira.run on tiny configs: outputs contract, every model, resume, W&B offline."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from akira.cli import ROOT
+from akira.run import evaluate, train
+from tests.conftest import TINY, compose_config
+
+FIELDS_MODELS = ["convlstm", "mlp2d", "copy_last", "linear"]
+
+
+def _train(tmp_path: Path, overrides: list[str], fn=train, config_name: str = "train"):
+    tiny = TINY if config_name == "train" else [o for o in TINY if not o.startswith("callbacks.")]
+    cfg = compose_config(tiny + overrides, config_name=config_name, run_dir=tmp_path)
+    return fn(cfg)
+
+
+@pytest.mark.parametrize("model", FIELDS_MODELS)
+def test_fast_dev_run_every_model(tmp_path, model):
+    metrics = _train(tmp_path, [f"model={model}", "debug=fast_dev_run"])
+    assert metrics["test/mse"] >= 0 and "test_reference/mse" in metrics
+
+
+def test_outputs_follow_the_contract(tmp_path):
+    metrics = _train(tmp_path, ["model=convlstm", "model.hidden=4", "model.layers=1"])
+    run = json.loads((tmp_path / "run.json").read_text())
+    for key in ("git", "versions", "device", "cuda_visible_devices", "hostname", "command", "overrides", "seed",
+                "params", "start_time", "end_time", "status", "exit_code"):
+        assert key in run, key
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert {"sha", "dirty"} <= set(run["git"]) and {"torch", "lightning", "hydra"} <= set(run["versions"])
+    assert run["params"]["total"] > 0 and run["params"]["groups"] == {"shared": run["params"]["total"]}
+
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk == pytest.approx(metrics)
+    for key in ("val/loss", "val/mse", "test/mse", "test/mae", "test/psnr", "test/ssim", "test/mse_copy_last",
+                "test/mse_linear", "test/skill", "test/rollout_mse_h1", "test/rollout_mse_h5", "test/rollout_mse_h10",
+                "test_reference/mse", "test_reference/mse_copy_last", "params_total", "params_non_embedding",
+                "train_seconds", "throughput/frames_per_sec"):
+        assert key in on_disk, key
+    assert on_disk["test/skill"] == pytest.approx(1 - on_disk["test/mse"] / on_disk["test/mse_copy_last"], rel=1e-5)
+    assert on_disk["test/rollout_mse_h1"] == pytest.approx(on_disk["test/mse"], rel=1e-4)
+    assert on_disk["params_total"] == run["params"]["total"]
+
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    logged = [r for r in rows if r.get("test/mse")]
+    assert logged and float(logged[-1]["test/mse"]) == pytest.approx(on_disk["test/mse"], rel=1e-6)
+    assert any(r.get("lr/shared") for r in rows), "LR of the named param group not logged as lr/shared"
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert list((tmp_path / "media").glob("*.png"))
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_parameter_free_baselines_are_evaluated_only(tmp_path):
+    metrics = _train(tmp_path, ["model=copy_last"])
+    assert metrics["train_seconds"] == 0 and metrics["params_total"] == 0
+    assert metrics["test/mse"] == pytest.approx(metrics["test/mse_copy_last"], rel=1e-6)
+    assert metrics["test/skill"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_linear_baseline_equals_its_own_column(tmp_path):
+    metrics = _train(tmp_path, ["model=linear"])
+    assert metrics["test/mse"] == pytest.approx(metrics["test/mse_linear"], rel=1e-6)
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
+    common = ["model=convlstm", "model.hidden=4", "model.layers=1", "callbacks.best_checkpoint=null", "test=false"]
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    _train(straight, common + ["trainer.max_steps=8"])
+    _train(part, common + ["trainer.max_steps=4"])
+    assert _state(part / "checkpoints" / "last.ckpt")["global_step"] == 4
+    _train(part, common + ["trainer.max_steps=8", "ckpt_path=last"])
+    a, b = _state(straight / "checkpoints" / "last.ckpt"), _state(part / "checkpoints" / "last.ckpt")
+    assert b["global_step"] == 8
+    run = json.loads((part / "run.json").read_text())
+    assert run["resumed_from"].endswith("last.ckpt") and run["global_step"] == 8
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, msg=key)
+
+
+def test_resume_after_kill_continues_from_the_saved_step(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "train.py"), *TINY, "model=convlstm", "model.hidden=4", "model.layers=1",
+            "trainer.max_steps=100000", "trainer.val_check_interval=1000", "callbacks.frame_panels=null",
+            "callbacks.last_checkpoint.every_n_train_steps=5", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert last.exists(), proc.stderr.read().decode()[-2000:]
+    saved = _state(last)["global_step"]
+    assert saved >= 5 and saved % 5 == 0
+    resume = [a for a in args if not a.startswith("trainer.max_steps")] + [f"trainer.max_steps={saved + 3}",
+                                                                           "ckpt_path=last", "test=false"]
+    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _state(last)["global_step"] == saved + 3
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from"] == str(last)
+
+
+def test_eval_py_on_a_checkpoint(tmp_path):
+    _train(tmp_path / "train", ["model=mlp2d", "test=false"])
+    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    metrics = _train(tmp_path / "eval", ["model=mlp2d", f"ckpt_path={ckpt}"], fn=evaluate, config_name="eval")
+    assert "val/mse" in metrics and "test/mse" in metrics
+    assert json.loads((tmp_path / "eval" / "run.json").read_text())["status"] == "completed"
+
+
+def test_wandb_offline_run_writes_local_files(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    _train(tmp_path, ["model=linear", "logger=wandb", "logger.wandb.tags=[unit]"])
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("run-*.wandb"))
+    run_id = (tmp_path / "wandb_run_id.txt").read_text().strip()
+    assert runs[0].name.endswith(run_id)
+
+
+@pytest.mark.parametrize("args,key", [
+    (["data.grid=4"], "data.grid"),
+    (["data.history=1"], "data.history"),
+    (["data.horizon=3"], "data.horizon"),
+    (["model=mlp2d", "data.batch_size=0"], "data.batch_size"),
+    (["ckpt_path=/nonexistent/x.ckpt"], "ckpt_path"),
+])
+def test_bad_input_exits_nonzero_naming_the_key(tmp_path, args, key):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert key in last and last.startswith("akira: config error:")
