@@ -150,3 +150,21 @@ def test_bad_input_exits_nonzero_naming_the_key(tmp_path, args, key):
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert key in last and last.startswith("akira: config error:")
+
+
+@pytest.mark.parametrize("preset", ["overfit", "profiler"])
+def test_debug_presets_run(tmp_path, preset):
+    metrics = _train(tmp_path, [f"debug={preset}", "model=mlp2d", "trainer.max_steps=3",
+                                "trainer.val_check_interval=3"])
+    assert "test/mse" in metrics
+
+
+def test_tensorboard_logger_gets_scalars_and_panels(tmp_path):
+    _train(tmp_path, ["model=mlp2d", "logger=tensorboard"])
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "train/loss" in acc.Tags()["scalars"] and any(t.startswith("media/") for t in acc.Tags()["images"])
