@@ -55,8 +55,19 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     return _call(target, kwargs, "data")
 
 
-def build_model(cfg: DictConfig) -> torch.nn.Module:
+def build_model(cfg: DictConfig, datamodule: pl.LightningDataModule | None = None) -> torch.nn.Module:
     target, kwargs = _kwargs(cfg.model)
+    if cfg.model.kind == "text":
+        pad = max(1, int(kwargs.pop("vocab_pad_multiple", 1)))
+        data_vocab = int(datamodule.vocab_size)
+        if kwargs.get("vocab_size") is None:
+            kwargs["vocab_size"] = -(-data_vocab // pad) * pad
+        elif kwargs["vocab_size"] < data_vocab:
+            raise ConfigError("model.vocab_size", f"{kwargs['vocab_size']} is smaller than the tokenizer's "
+                              f"vocabulary ({data_vocab}); use null to take it from the data")
+        if cfg.data.seq_len > kwargs["max_seq_len"]:
+            raise ConfigError("data.seq_len", f"{cfg.data.seq_len} is longer than the position table "
+                              f"(model.max_seq_len={kwargs['max_seq_len']})")
     return _call(target, kwargs, "model")
 
 
@@ -70,7 +81,13 @@ def build_task(cfg: DictConfig, model: torch.nn.Module, datamodule: pl.Lightning
             rollout_horizons=list(cfg.task.rollout_horizons), loss_on=str(cfg.task.loss_on.value),
             total_steps=cfg.trainer.max_steps,
             test_protocols=getattr(datamodule, "test_protocols", ("unseen", "reference")))
-    raise ConfigError("data.kind", f"unknown data kind '{cfg.data.kind}' (allowed: fields)")
+    if cfg.data.kind == "text":
+        from akira.tasks.language_model import LanguageModelTask
+
+        return LanguageModelTask(model, optim=optim, total_steps=cfg.trainer.max_steps,
+                                 band_stats_every_n_steps=cfg.task.band_stats_every_n_steps,
+                                 band_delta_loss=cfg.task.band_delta_loss)
+    raise ConfigError("data.kind", f"unknown data kind '{cfg.data.kind}' (allowed: fields, text)")
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
@@ -140,7 +157,7 @@ def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(path)
 
 
-def _scalar_metrics(trainer: pl.Trainer, prefixes=("train/", "val/", "test", "throughput/")) -> dict[str, float]:
+def _scalar_metrics(trainer: pl.Trainer, prefixes=("train/", "val/", "test", "throughput/", "band/")) -> dict[str, float]:
     out = {}
     for key, value in trainer.callback_metrics.items():
         if key.startswith(prefixes):
@@ -200,15 +217,22 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
         finish_wandb(exit_code)
 
 
+def _model_choice() -> str | None:
+    try:
+        return HydraConfig.get().runtime.choices.get("model")
+    except ValueError:
+        return None
+
+
 def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool) -> dict[str, Any]:
-    validate_config(cfg)
+    validate_config(cfg, model_choice=_model_choice())
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg, datamodule)
     validate_model_data(cfg, model)
     task = build_task(cfg, model, datamodule)
     if cfg.model.get("compile", False) or cfg.get("compile", False):
-        task.model = torch.compile(task.model)
+        model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
     params = count_params(model)
     info["params"] = params
     write_json_atomic(output_dir / "run.json", info)

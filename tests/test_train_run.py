@@ -40,7 +40,8 @@ def test_outputs_follow_the_contract(tmp_path):
         assert key in run, key
     assert run["status"] == "completed" and run["exit_code"] == 0
     assert {"sha", "dirty"} <= set(run["git"]) and {"torch", "lightning", "hydra"} <= set(run["versions"])
-    assert run["params"]["total"] > 0 and run["params"]["groups"] == {"shared": run["params"]["total"]}
+    assert run["params"]["total"] > 0 and sum(run["params"]["groups"].values()) == run["params"]["total"]
+    assert set(run["params"]["groups"]) == {"shared", "shared_no_decay"}
 
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == pytest.approx(metrics)

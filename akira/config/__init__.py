@@ -8,18 +8,25 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from akira.config.data import FieldsDataConfig
+from akira.config.data import FieldsDataConfig, TextDataConfig
 from akira.config.errors import ConfigError, format_error
-from akira.config.models import ConvLSTMConfig, CopyLastConfig, LinearExtrapolationConfig, MLP2DConfig
+from akira.config.models import (
+    ConvLSTMConfig,
+    CopyLastConfig,
+    LinearExtrapolationConfig,
+    LMModelConfig,
+    MLP2DConfig,
+)
 from akira.config.run import EvalConfig, TrainConfig
 
 SCHEMAS = {
-    "data": {"fields": FieldsDataConfig},
+    "data": {"fields": FieldsDataConfig, "text": TextDataConfig},
     "model": {
         "copy_last": CopyLastConfig,
         "linear": LinearExtrapolationConfig,
         "mlp2d": MLP2DConfig,
         "convlstm": ConvLSTMConfig,
+        "lm": LMModelConfig,
     },
 }
 

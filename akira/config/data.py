@@ -47,3 +47,51 @@ class FieldsDataConfig:
     vary_params: bool = True
     reference_clips: int = 101
     seed: int = "${seed}"  # type: ignore[assignment]
+
+
+class TextVariant(str, Enum):
+    tokens = "tokens"
+    raw = "raw"
+
+
+class Tokenizer(str, Enum):
+    gpt2 = "gpt2"
+    bpe = "bpe"
+    byte = "byte"
+
+
+class Sampling(str, Enum):
+    random = "random"
+    chunks = "chunks"
+
+
+@dataclass
+class TextDataConfig:
+    """Token streams from a memory-mapped cache; no padding anywhere (akira.data.text)."""
+
+    _target_: str = "akira.data.text.TextDataModule"
+    kind: str = "text"
+    source: str = "wikitext-103"  # wikitext-103 | wikitext-2 | text
+    variant: TextVariant = TextVariant.tokens
+    local_dir: Optional[str] = None
+    train_path: Optional[str] = None
+    valid_path: Optional[str] = None
+    test_path: Optional[str] = None
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: Optional[str] = None
+    tokenizer: Tokenizer = Tokenizer.gpt2
+    tokenizer_dir: Optional[str] = None
+    vocab_size: Optional[int] = None
+    bpe_min_frequency: int = 2
+    seq_len: int = 512
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = None
+    sampling: Sampling = Sampling.random
+    eval_stride: Optional[int] = None
+    num_workers: int = 0
+    pin_memory: bool = False
+    seed: int = "${seed}"  # type: ignore[assignment]
+    num_proc: Optional[int] = None
+    token_dtype: str = "auto"
+    download: bool = True
+    lock_timeout: Optional[float] = None

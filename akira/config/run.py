@@ -33,7 +33,8 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     fused: Optional[bool] = None
-    band_lrs: Optional[List[float]] = None
+    # null: the seed v1 table for band models; 'v1' | 'uniform' | a list of one LR per band
+    band_lrs: Any = None
     shared_lr: Optional[float] = None
 
 
@@ -49,6 +50,7 @@ class TaskConfig:
     rollout_horizons: List[int] = field(default_factory=lambda: [1, 5, 10])
     loss_on: LossOn = LossOn.next
     band_stats_every_n_steps: int = 50
+    band_delta_loss: bool = True
 
 
 @dataclass
@@ -68,6 +70,8 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     compile: bool = False
+    # an experiment arm that needs one model config sets this (e.g. akira_band); a different model= fails
+    requires_model: Optional[str] = None
 
 
 @dataclass

@@ -14,8 +14,11 @@ def _at_least(cfg: DictConfig, key: str, minimum: int) -> None:
         raise ConfigError(key, f"must be >= {minimum} (got {value})")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Checks on the composed config before anything heavy is built."""
+def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
+    """Checks on the composed config before anything heavy is built (`model_choice`: the model= option)."""
+    required = cfg.get("requires_model")
+    if required and model_choice and model_choice != required:
+        raise ConfigError("model", f"this experiment ({cfg.task_name}) needs model={required}, got model={model_choice}")
     if cfg.data is None:
         raise ConfigError("data", "no data config selected (choose e.g. data=fields)")
     if cfg.model is None:
@@ -40,7 +43,15 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def validate_model_data(cfg: DictConfig, model) -> None:
-    """Checks that need the built model (e.g. how many past frames it needs)."""
+    """Checks that need the built model (past frames it needs, its bands vs the LR table)."""
+    if cfg.optim.get("band_lrs") is not None:
+        from akira.tasks.optim import resolve_band_lrs
+
+        try:
+            resolve_band_lrs(OmegaConf.to_container(cfg.optim, resolve=True)["band_lrs"],
+                             int(getattr(model, "n_bands", 0) or 0))
+        except ValueError as exc:
+            raise ConfigError(None, str(exc)) from exc
     if cfg.data.kind == "fields":
         context = int(getattr(model, "context_frames", 1))
         if context > cfg.data.history:

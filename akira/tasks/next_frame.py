@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from akira.tasks.optim_simple import configure_adam
+from akira.tasks.configure import configure_optimizers
 
 
 def _copy_last(frames: torch.Tensor) -> torch.Tensor:
@@ -144,4 +144,4 @@ class NextFrameTask(pl.LightningModule):
         return past[0, -1].float().cpu(), batch[0, self.history].float().cpu(), pred[0].cpu()
 
     def configure_optimizers(self):
-        return configure_adam(self, self.optim, self.total_steps)
+        return configure_optimizers(self.model, self.optim, self.total_steps)

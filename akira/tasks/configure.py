@@ -1,0 +1,32 @@
+"""`configure_optimizers` shared by the tasks: named param groups, Adam/AdamW, warmup + constant/cosine."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from akira.tasks.optim import build_param_groups, warmup_cosine_lambda
+
+
+def lr_lambda(warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float):
+    """Step -> LR multiplier: linear warmup from 0, then constant or cosine to `min_lr_ratio`."""
+    if schedule == "constant":
+        return lambda step: step / warmup_steps if warmup_steps > 0 and step < warmup_steps else 1.0
+    return lambda step: warmup_cosine_lambda(step, warmup_steps, total_steps, min_lr_ratio)
+
+
+def configure_optimizers(model: torch.nn.Module, optim: dict[str, Any], total_steps: int):
+    """Lightning `configure_optimizers` result; LRs log as `lr/<group name>` (scheduler name `lr`)."""
+    groups = build_param_groups(model, lr_table=optim.get("band_lrs"), shared_lr=float(optim.get("shared_lr") or
+                                optim.get("lr", 1e-3)), weight_decay=float(optim.get("weight_decay", 0.0)))
+    if not groups:
+        return None
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    fused = optim.get("fused")
+    cls = torch.optim.AdamW if optim.get("name", "adamw") == "adamw" else torch.optim.Adam
+    opt = cls(groups, lr=groups[0]["lr"], betas=tuple(optim.get("betas", (0.9, 0.999))),
+              eps=float(optim.get("eps", 1e-8)), fused=bool(on_cuda if fused is None else fused))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(
+        int(optim.get("warmup_steps", 0)), int(total_steps), str(optim.get("schedule", "constant")),
+        float(optim.get("min_lr_ratio", 0.1))))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"}}

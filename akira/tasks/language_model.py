@@ -1,0 +1,136 @@
+"""LanguageModelTask: next-token loss, perplexity, word-normalised perplexity, per-band dynamics.
+
+Train batches are `(x, y)` int64 `(B, S)`; eval batches `(x, y, mask)` where `mask` marks the targets
+scored (each token of a split exactly once). Logged: `train/loss`, `val/loss`, `val/ppl`, `val/gap`
+(val - recent train loss), `test/loss`, `test/ppl`, `test/word_ppl`; for band models at every validation
+`band/<i>/delta_loss` (val loss with band i's MLP output zeroed minus the full val loss) and every
+`band_stats_every_n_steps` steps `band/<i>/grad_norm` and `band/<i>/update_ratio` (|dW| / |W| of the group).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from akira.data.text.metrics import NLLSum
+from akira.tasks.configure import configure_optimizers
+
+
+class LanguageModelTask(pl.LightningModule):
+    throughput_unit = "tokens"
+
+    def __init__(self, model: nn.Module, optim: dict | None = None, total_steps: int = 1000,
+                 band_stats_every_n_steps: int = 50, band_delta_loss: bool = True):
+        super().__init__()
+        self.model = model
+        self.optim = dict(optim or {})
+        self.total_steps = int(total_steps)
+        self.band_stats_every_n_steps = int(band_stats_every_n_steps)
+        self.n_bands = int(getattr(model, "n_bands", 0) or 0)
+        self.band_delta_loss = bool(band_delta_loss) and self.n_bands > 0
+        self.val_nll = NLLSum()
+        self.test_nll = NLLSum()
+        self.band_nll = nn.ModuleList(NLLSum() for _ in range(self.n_bands if self.band_delta_loss else 0))
+        self._recent_train = deque(maxlen=50)
+        self._weights_before: dict[str, list[torch.Tensor]] = {}
+        self.save_hyperparameters(ignore=["model"])
+
+    # ------------------------------------------------------------------ helpers
+    def items_per_batch(self, batch) -> int:
+        return int(batch[0].numel())
+
+    def flops_per_item(self) -> float:
+        seq_len = getattr(getattr(self.trainer, "datamodule", None), "seq_len", None)
+        return float(self.model.flops_per_token(seq_len))
+
+    def _words(self, split: str) -> int | None:
+        dm = getattr(self.trainer, "datamodule", None)
+        try:
+            return int(dm.words(split)) if dm is not None and hasattr(dm, "words") else None
+        except Exception:  # noqa: BLE001 - word counts are optional (non-WikiText sources)
+            return None
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        _, loss = self.model(x, y)
+        self._recent_train.append(loss.detach())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_step(self, batch, metric: NLLSum, band_metrics=None) -> None:
+        x, y, mask = batch
+        metric.update(self.model(x), y, mask)
+        for i, band_metric in enumerate(band_metrics or []):
+            band_metric.update(self.model(x, ablate_band=i), y, mask)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_nll, self.band_nll)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_nll)
+
+    def _log_split(self, prefix: str, metric: NLLSum, words: int | None) -> dict[str, torch.Tensor]:
+        values = metric.perplexities(words)
+        out = {f"{prefix}/loss": values["loss"], f"{prefix}/ppl": values["ppl"]}
+        if words and prefix == "test":
+            out["test/word_ppl"] = values["word_ppl"]
+        metric.reset()
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        out = self._log_split("val", self.val_nll, None)
+        if self._recent_train:
+            out["val/gap"] = out["val/loss"] - torch.stack(list(self._recent_train)).mean()
+        for i, band_metric in enumerate(self.band_nll):
+            out[f"band/{i}/delta_loss"] = band_metric.compute() - out["val/loss"]
+            band_metric.reset()
+        self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in out.items()}, prog_bar=False)
+
+    def on_test_epoch_end(self) -> None:
+        out = self._log_split("test", self.test_nll, self._words("test"))
+        self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in out.items()})
+
+    # ------------------------------------------------------------------ per-band dynamics
+    def _band_groups(self, optimizer) -> dict[str, list[torch.Tensor]]:
+        groups: dict[str, list[torch.Tensor]] = {}
+        for g in optimizer.param_groups:
+            groups.setdefault(g.get("base", g.get("name", "shared")), []).extend(g["params"])
+        return groups
+
+    def _stats_step(self) -> bool:
+        n = self.band_stats_every_n_steps
+        return n > 0 and (self.global_step + 1) % n == 0
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if not self._stats_step():
+            return
+        stats = {}
+        for name, params in self._band_groups(optimizer).items():
+            grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+            if grads:
+                key = name.replace("band_", "band/") if name.startswith("band_") else name
+                stats[f"{key}/grad_norm"] = torch.stack(grads).norm()
+            self._weights_before[name] = [p.detach().clone() for p in params]
+        self.log_dict(stats, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if not self._weights_before:
+            return
+        stats = {}
+        for name, params in self._band_groups(self.optimizers().optimizer).items():
+            before = self._weights_before.get(name)
+            if not before:
+                continue
+            delta = torch.stack([(p.detach().float() - b.float()).norm() for p, b in zip(params, before)]).norm()
+            weight = torch.stack([b.float().norm() for b in before]).norm()
+            key = name.replace("band_", "band/") if name.startswith("band_") else name
+            stats[f"{key}/update_ratio"] = delta / weight.clamp_min(1e-12)
+        self._weights_before = {}
+        self.log_dict(stats, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self.model, self.optim, self.total_steps)

@@ -1,0 +1,106 @@
+"""Language-model runs end to end (tiny sizes, byte tokenizer, generated WikiText-format text)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from akira.cli import ROOT
+from akira.data.text.fixture import wikitext_like
+from akira.run import train
+from tests.conftest import compose_config
+
+ARMS = ["lm_baseline", "ablation_band_only", "ablation_difflr_only", "ablation_no_wormhole", "ablation_full",
+        "ablation_band_only_matched", "ablation_no_wormhole_matched", "ablation_full_matched"]
+TINY_MODEL = ["model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.max_seq_len=32",
+              "model.dropout=0.0", "model.band_widths=[16,12,10,8,8,6,4]"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    for split, seed, n in (("train", 0, 6), ("valid", 1, 2), ("test", 2, 2)):
+        (root / f"{split}.txt").write_text(wikitext_like(n_articles=n, seed=seed))
+    return root
+
+
+def _data(corpus, cache) -> list[str]:
+    return ["data=text_local", f"data.train_path={corpus}/train.txt", f"data.valid_path={corpus}/valid.txt",
+            f"data.test_path={corpus}/test.txt", "data.tokenizer=byte", "data.seq_len=32", "data.batch_size=4",
+            f"data.cache_dir={cache}", "data.num_proc=1"]
+
+
+RUN = ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+       "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+       "callbacks.progress_bar=null", "task.band_stats_every_n_steps=2", "optim.warmup_steps=1"]
+
+
+@pytest.mark.parametrize("arm", ["lm_baseline", "ablation_difflr_only", "ablation_band_only", "ablation_full_matched"])
+def test_arms_train_and_report(tmp_path, corpus, arm):
+    cfg = compose_config([f"experiment={arm}", *_data(corpus, tmp_path / "cache"), *TINY_MODEL, *RUN],
+                         run_dir=tmp_path / "run")
+    metrics = train(cfg)
+    for key in ("val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "params_total",
+                "params_non_embedding", "throughput/tokens_per_sec"):
+        assert key in metrics, key
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    groups = run["params"]["groups"]
+    assert sum(groups.values()) == run["params"]["trainable"]
+    banded = arm != "lm_baseline"
+    assert any(g.startswith("band_") for g in groups) == banded
+    if arm in ("ablation_no_wormhole", "ablation_full", "ablation_band_only"):
+        assert "band/0/delta_loss" in metrics and "band/6/delta_loss" in metrics
+    csv_text = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "lr/shared" in csv_text
+    if banded:
+        assert "lr/band_0" in csv_text and "band/0/grad_norm" in csv_text and "band/0/update_ratio" in csv_text
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_every_arm_builds_the_intended_model(compose, arm):
+    from akira.models.lm import Transformer
+
+    cfg = compose([f"experiment={arm}", *TINY_MODEL, "model.vocab_size=256"])
+    kwargs = {k: v for k, v in cfg.model.items() if k not in ("_target_", "kind", "compile", "vocab_pad_multiple")}
+    model = Transformer(**kwargs)
+    assert model.config.mlp == {"lm_baseline": "dense", "ablation_difflr_only": "dense_split"}.get(arm, "band")
+    assert model.config.wormhole == ("full" in arm)
+    assert model.config.params_matched == arm.endswith("_matched")
+    assert cfg.optim.band_lrs == (None if arm == "lm_baseline" else "uniform" if "band_only" in arm else "v1")
+
+
+def test_mission_command_lines_compose(compose):
+    a = compose(["model=akira_band", "experiment=ablation_no_wormhole"])
+    b = compose(["experiment=ablation_no_wormhole"])
+    assert a.model == b.model and a.model.mlp == "band" and a.model.wormhole is False
+    assert b.optim.band_lrs == "v1"
+
+
+@pytest.mark.parametrize("args,key", [
+    (["experiment=ablation_no_wormhole", "model=baseline"], "needs model=akira_band"),
+    (["experiment=ablation_full", "model.band_widths=[128,96,80,64,64,48,16]"], "model.band_widths"),
+    (["experiment=ablation_full", "optim.band_lrs=[1e-4,1e-4]"], "optim.band_lrs"),
+    (["experiment=lm_baseline", "model.n_head=7"], "model.n_head"),
+    (["experiment=lm_baseline", "data.seq_len=1024", "model.max_seq_len=512"], "data.seq_len"),
+])
+def test_lm_bad_input_fails_at_build_time_naming_the_key(tmp_path, corpus, args, key):
+    from akira.config import ConfigError
+
+    data = _data(corpus, tmp_path / "c")
+    if "data.seq_len=1024" in args:
+        data = [d for d in data if not d.startswith("data.seq_len")]
+    cfg = compose_config([*data, *args], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_data_says_where_it_looked(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=lm_baseline", "data=wikitext2",
+                           f"data.local_dir={tmp_path}/nope", "data.tokenizer=byte", f"hydra.run.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "nope" in last, last
