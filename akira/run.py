@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -191,13 +192,20 @@ def print_table(metrics: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ entry points
+def _is_rank_zero() -> bool:
+    """Before the Trainer exists: Lightning's DDP launcher starts ranks > 0 with these variables set."""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
     output_dir = _output_dir()
     info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
-    write_json_atomic(output_dir / "run.json", info)
+    rank_zero = _is_rank_zero()
+    write = (lambda: write_json_atomic(output_dir / "run.json", info)) if rank_zero else (lambda: None)
+    write()
     exit_code = 1
     try:
-        metrics = _build_and_run(cfg, output_dir, info, fit)
+        metrics = _build_and_run(cfg, output_dir, info, fit, write)
         info["status"], exit_code = "completed", 0
         return metrics
     except ConfigError:
@@ -213,7 +221,7 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
         raise RunFailed(f"run failed: {type(exc).__name__}: {first} (traceback in {_log_file()})") from exc
     finally:
         info["end_time"], info["exit_code"] = time.strftime("%Y-%m-%dT%H:%M:%S%z"), exit_code
-        write_json_atomic(output_dir / "run.json", info)
+        write()
         finish_wandb(exit_code)
 
 
@@ -224,7 +232,7 @@ def _model_choice() -> str | None:
         return None
 
 
-def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool) -> dict[str, Any]:
+def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, write_info) -> dict[str, Any]:
     validate_config(cfg, model_choice=_model_choice())
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
@@ -235,7 +243,7 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool) -> 
         model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
     params = count_params(model)
     info["params"] = params
-    write_json_atomic(output_dir / "run.json", info)
+    write_info()
 
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
@@ -257,7 +265,7 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool) -> 
             for opt in trainer.optimizers for i, g in enumerate(opt.param_groups)}
         info["resumed_from"] = ckpt_path
         info["global_step"] = trainer.global_step
-        write_json_atomic(output_dir / "run.json", info)
+        write_info()
         test_ckpt = None
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if best and Path(best).exists():

@@ -56,17 +56,4 @@ def format_error(exc: BaseException) -> str:
         return (f"cannot set {', '.join(repr(k) for k in keys) or 'an override'}: a parent node is null in this "
                 "config (e.g. logger.wandb.* needs logger=wandb); select the group option that defines it first")
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    if len(lines) > 1 and lines[0].startswith(("Error merging override", "Could not override")):
-        text = f"{lines[0]}: {lines[-1].strip()}"
-        for ln in lines:
-            if ln.strip().startswith("full_key:"):
-                key = ln.split(":", 1)[1].strip()
-                detail = next((x for x in lines[1:] if not x.strip().startswith(("full_key", "object_type",
-                              "reference_type", "To append"))), lines[-1]).strip()
-                if "not in" in detail:
-                    detail = "unknown key" + (f" (allowed keys: {_allowed_keys(getattr(cause, 'object_type', None))})"
-                                              if cause is not None and _allowed_keys(getattr(cause, 'object_type', None))
-                                              else "")
-                text = f"{key}: {detail}"
-    return text
+    return lines[0] if lines else type(exc).__name__

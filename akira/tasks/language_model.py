@@ -8,6 +8,7 @@ scored (each token of a split exactly once). Logged: `train/loss`, `val/loss`, `
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import Any
 
@@ -131,6 +132,13 @@ class LanguageModelTask(pl.LightningModule):
             stats[f"{key}/update_ratio"] = delta / weight.clamp_min(1e-12)
         self._weights_before = {}
         self.log_dict(stats, on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Make the checkpoint self-describing: the model's config (for analysis / loading without Hydra)."""
+        config = getattr(self.model, "config", None)
+        if dataclasses.is_dataclass(config):
+            checkpoint["model_config"] = dataclasses.asdict(config)
+            checkpoint["model_class"] = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.model, self.optim, self.total_steps)
