@@ -1,0 +1,178 @@
+"""AKIRA v1 band layer parts: contiguous channel bands, fused per-band LayerNorm, packed per-band MLP.
+
+A "band" is a fixed contiguous slice of the residual stream's channels (seed v1: widths 128, 96, 80, 64, 64,
+48, 32 of 512). Every band keeps its own `nn.Parameter`s (so each can sit in its own optimizer group with its
+own learning rate); at forward time they are packed into one block-structured weight and applied with one
+matmul per projection, never with a per-band Python loop (``impl="loop"`` exists only as a reference).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def band_layout(widths: tuple[int, ...] | list[int]) -> dict[str, torch.Tensor]:
+    """Index tensors for bands of ``widths`` over D = sum(widths) channels.
+
+    Returns ``band_of`` (D,) band id of each channel; ``gather`` (nb, wmax) channel index of each padded slot
+    (D = the zero pad slot); ``mask`` (nb, wmax) 1.0 on real slots; ``flat`` (D,) position of each channel in
+    the flattened padded layout (nb * wmax); ``widths`` (nb,) float.
+    """
+    w = torch.tensor(list(widths), dtype=torch.long)
+    nb, d, wmax = len(w), int(w.sum()), int(w.max())
+    starts = torch.cumsum(w, 0) - w
+    band_of = torch.repeat_interleave(torch.arange(nb), w)
+    pos = torch.arange(d) - starts[band_of]
+    gather = torch.full((nb, wmax), d, dtype=torch.long)
+    gather[band_of, pos] = torch.arange(d)
+    return {"band_of": band_of, "gather": gather, "mask": (gather < d).float(), "flat": band_of * wmax + pos,
+            "widths": w.float()}
+
+
+def _pad_to_bands(x: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
+    """x (..., D) -> (..., nb, wmax), zeros in the pad slots."""
+    return F.pad(x, (0, 1))[..., gather]
+
+
+class BandLayerNorm(nn.Module):
+    """Independent LayerNorm on each band slice, in one vectorised pass: `(..., D) -> (..., D)`.
+
+    Statistics are computed in fp32 on a padded `(..., nb, wmax)` view (segment mean and variance over each
+    band's real channels); the affine weight/bias are per-band Parameters concatenated at forward time.
+    Equal to ``cat([layer_norm(x_i) for each band])``.
+    """
+
+    def __init__(self, widths: tuple[int, ...], eps: float = 1e-5, bias: bool = True):
+        super().__init__()
+        self.widths, self.eps = tuple(widths), eps
+        self.weight = nn.ParameterList([nn.Parameter(torch.ones(w)) for w in widths])
+        self.bias = nn.ParameterList([nn.Parameter(torch.zeros(w)) for w in widths]) if bias else None
+        lay = band_layout(widths)
+        for k in ("gather", "mask", "flat"):
+            self.register_buffer(k, lay[k], persistent=False)
+        self.register_buffer("band_size", lay["widths"][:, None], persistent=False)  # (nb, 1) float
+
+    def reset_parameters(self, std: float = 0.0, out_std: float = 0.0) -> None:
+        for p in self.weight:
+            nn.init.ones_(p)
+        for p in self.bias or []:
+            nn.init.zeros_(p)
+
+    def band_parameters(self) -> dict[str, int]:
+        out = {f"weight.{i}": i for i in range(len(self.widths))}
+        if self.bias is not None:
+            out.update({f"bias.{i}": i for i in range(len(self.widths))})
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = _pad_to_bands(x.float(), self.gather)                      # (..., nb, wmax)
+        mean = xp.sum(-1, keepdim=True) / self.band_size
+        xc = (xp - mean) * self.mask
+        var = (xc * xc).sum(-1, keepdim=True) / self.band_size
+        y = (xc * torch.rsqrt(var + self.eps)).flatten(-2)[..., self.flat]  # (..., D)
+        y = y * torch.cat(list(self.weight))
+        if self.bias is not None:
+            y = y + torch.cat(list(self.bias))
+        return y.to(x.dtype)
+
+
+class BandMLP(nn.Module):
+    """Per-band MLPs ``d_i -> h_i -> d_i`` (GELU, dropout) on contiguous bands: `(..., D) -> (..., D)`.
+
+    ``impl`` selects how the 7 band MLPs are batched (all give the same function):
+    - ``block_diag``: pack the per-band weights into block-diagonal `(H, D)` / `(D, H)` matrices
+      (`torch.block_diag`) and run one dense GEMM each way; costs D*H MACs per token (the dense MLP's cost),
+      i.e. D / mean-width times the useful work, but one large tensor-core GEMM.
+    - ``bmm``: pad every band to (wmax, hmax) and run one `bmm` over the band axis: nb*wmax*hmax MACs
+      (2.6x the useful work for the seed widths, whatever the expansion).
+    - ``loop``: one matmul per band (reference for tests; a Python loop over bands).
+    Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
+    512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5. On a 2-core CPU the loop is fastest (FLOPs
+    dominate there). ``auto`` in `LMConfig` picks block_diag.
+    """
+
+    def __init__(self, widths: tuple[int, ...], hidden: tuple[int, ...], dropout: float = 0.0,
+                 bias: bool = True, impl: str = "block_diag"):
+        super().__init__()
+        if impl not in ("block_diag", "bmm", "loop"):
+            raise ValueError(f"model.band_impl: must be block_diag, bmm or loop, got {impl!r}")
+        self.widths, self.hidden, self.impl = tuple(widths), tuple(hidden), impl
+        self.w1 = nn.ParameterList([nn.Parameter(torch.empty(h, d)) for d, h in zip(widths, hidden)])
+        self.w2 = nn.ParameterList([nn.Parameter(torch.empty(d, h)) for d, h in zip(widths, hidden)])
+        self.b1 = nn.ParameterList([nn.Parameter(torch.zeros(h)) for h in hidden]) if bias else None
+        self.b2 = nn.ParameterList([nn.Parameter(torch.zeros(d)) for d in widths]) if bias else None
+        self.drop = nn.Dropout(dropout)
+        lay = band_layout(widths)
+        self.register_buffer("band_of", lay["band_of"], persistent=False)
+        self.register_buffer("gather", lay["gather"], persistent=False)
+        self.register_buffer("flat", lay["flat"], persistent=False)
+        hlay = band_layout(hidden)
+        self.register_buffer("hid_gather", hlay["gather"], persistent=False)  # (nb, hmax) hidden unit, H = pad
+        # scatter targets of the flattened per-band weights inside the padded (nb, wmax, hmax) tensors
+        w1_idx, w2_idx = [], []
+        wmax, hmax = max(widths), max(hidden)
+        for i, (d, h) in enumerate(zip(widths, hidden)):
+            r, c = torch.meshgrid(torch.arange(h), torch.arange(d), indexing="ij")   # w1_i[r, c] -> W1p[i, c, r]
+            w1_idx.append((i * wmax * hmax + c * hmax + r).flatten())
+            c2, r2 = torch.meshgrid(torch.arange(d), torch.arange(h), indexing="ij")  # w2_i[c, r] -> W2p[i, r, c]
+            w2_idx.append((i * hmax * wmax + r2 * wmax + c2).flatten())
+        self.register_buffer("w1_idx", torch.cat(w1_idx), persistent=False)
+        self.register_buffer("w2_idx", torch.cat(w2_idx), persistent=False)
+
+    def reset_parameters(self, std: float, out_std: float) -> None:
+        for w in self.w1:
+            nn.init.normal_(w, 0.0, std)
+        for w in self.w2:
+            nn.init.normal_(w, 0.0, out_std)
+        for b in [*(self.b1 or []), *(self.b2 or [])]:
+            nn.init.zeros_(b)
+
+    def band_parameters(self) -> dict[str, int]:
+        out = {}
+        for name in ("w1", "w2", "b1", "b2"):
+            if getattr(self, name) is not None:
+                out.update({f"{name}.{i}": i for i in range(len(self.widths))})
+        return out
+
+    def _biases(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.b1 is None:
+            return None, None
+        return torch.cat(list(self.b1)), torch.cat(list(self.b2))
+
+    def _forward_block_diag(self, x: torch.Tensor) -> torch.Tensor:
+        b1, b2 = self._biases()
+        h = self.drop(F.gelu(F.linear(x, torch.block_diag(*self.w1), b1)))        # (..., H)
+        return F.linear(h, torch.block_diag(*self.w2), b2)
+
+    def _forward_bmm(self, x: torch.Tensor) -> torch.Tensor:
+        nb, wmax, hmax = len(self.widths), max(self.widths), max(self.hidden)
+        w1p = x.new_zeros(nb * wmax * hmax, dtype=self.w1[0].dtype).index_copy(
+            0, self.w1_idx, torch.cat([w.flatten() for w in self.w1])).view(nb, wmax, hmax)
+        w2p = x.new_zeros(nb * hmax * wmax, dtype=self.w2[0].dtype).index_copy(
+            0, self.w2_idx, torch.cat([w.flatten() for w in self.w2])).view(nb, hmax, wmax)
+        lead = x.shape[:-1]
+        xp = _pad_to_bands(x, self.gather).reshape(-1, nb, wmax).transpose(0, 1)  # (nb, N, wmax)
+        b1, b2 = self._biases()
+        h = torch.bmm(xp, w1p.to(xp.dtype))                                        # (nb, N, hmax)
+        if b1 is not None:
+            h = h + F.pad(b1, (0, 1))[self.hid_gather].unsqueeze(1).to(h.dtype)
+        h = self.drop(F.gelu(h))
+        y = torch.bmm(h, w2p.to(h.dtype)).transpose(0, 1).reshape(*lead, nb * wmax)[..., self.flat]
+        return y if b2 is None else y + b2
+
+    def _forward_loop(self, x: torch.Tensor) -> torch.Tensor:
+        b1s = list(self.b1) if self.b1 is not None else [None] * len(self.widths)
+        b2s = list(self.b2) if self.b2 is not None else [None] * len(self.widths)
+        outs = [F.linear(self.drop(F.gelu(F.linear(xi, w1, b1))), w2, b2)
+                for xi, w1, b1, w2, b2 in zip(x.split(self.widths, -1), self.w1, b1s, self.w2, b2s)]
+        return torch.cat(outs, -1)
+
+    def forward(self, x: torch.Tensor, ablate_band: int | None = None) -> torch.Tensor:
+        """x (..., D) -> (..., D); ``ablate_band=i`` zeroes band i's MLP output."""
+        y = {"block_diag": self._forward_block_diag, "bmm": self._forward_bmm, "loop": self._forward_loop}[
+            self.impl](x)
+        if ablate_band is not None:
+            y = y * (self.band_of != ablate_band).to(y.dtype)
+        return self.drop(y)
+

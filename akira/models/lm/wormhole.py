@@ -1,0 +1,151 @@
+"""Cross-band wormhole (seed v1 semantics, made causal and vectorised over all band pairs).
+
+For every target band i and source band j != i (the *pairs*):
+    q = W_q,i b_i (c),  k = W_k,j b_j (c),  v = W_v,j b_j (2c)
+    A = softmax(q k^T / sqrt(c)) over causal positions (optionally only the top_k causal scores per query)
+    o_ij = W_o,i (A v) (d_i);  g_ij = sigmoid(W_g,i [b_i ; o_ij]);  g_ij <- g_ij * 1[g_ij > threshold]
+    b_i <- b_i + (1 / n_src(i)) * sum_j g_ij * o_ij          (simultaneous update; n_src = bands - 1 for "all")
+
+Vectorisation: one block-structured projection gives q, k, v of all bands; the pairs become the heads of a
+single `scaled_dot_product_attention(is_causal=True)` call (q, k zero-padded from c to 2c so the flash kernel,
+which needs equal head dims, applies; the scale stays 1/sqrt(c)). The per-pair output and gate maps are
+applied in an "offset-major" layout `(B, S, R, D)`: row r holds o_ij for every target i, in target i's own
+channel slice, with source j = (i + offset_r) mod nb (R = 6 rows for "all"), so the gate, threshold and sum
+over sources are elementwise ops plus one reduction. The gate's
+o-part is folded into one matrix, W_g^o W_o (exact in real arithmetic). Parameters are the seed's: per layer
+sum_i (2 d_i^2 + 98 d_i + 64) = 137,664 for the seed widths with c = 16 (biases included).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .band import band_layout
+
+
+def wormhole_pairs(n_bands: int, mode: str = "all") -> list[tuple[int, int]]:
+    """Ordered (target, source) pairs. ``complementary`` (7 bands): 0<->6, 1<->5, 2<->4, and band 3 <-> all."""
+    if mode == "all":
+        return [(i, j) for i in range(n_bands) for j in range(n_bands) if i != j]
+    if mode == "complementary":
+        if n_bands != 7:
+            raise ValueError(f"model.wormhole_pairs: 'complementary' needs 7 bands, got {n_bands}")
+        sym = [(0, 6), (1, 5), (2, 4)] + [(3, j) for j in range(7) if j != 3]
+        return sorted({p for a, b in sym for p in ((a, b), (b, a))})
+    raise ValueError(f"model.wormhole_pairs: must be 'all' or 'complementary', got {mode!r}")
+
+
+class CrossBandWormhole(nn.Module):
+    """Gated cross-band attention between contiguous bands: `x (B, S, D) -> delta (B, S, D)` (add to x).
+
+    Parameters (all in the optimizer's ``shared`` group, as in the seed):
+    ``w_qkv`` (4c, D): rows [q | k | v] and columns by band, i.e. W_q,i / W_k,i / W_v,i side by side;
+    ``b_qkv`` (nb, 4c); ``w_o`` (D, 2c): rows by target band (W_o,i stacked); ``b_o`` (D,);
+    ``w_g`` per band (d_i, 2 d_i) = [W_g,i^b | W_g,i^o]; ``b_g`` (D,).
+    """
+
+    def __init__(self, widths: tuple[int, ...], cross_dim: int, pairs: str = "all", top_k: int | None = None,
+                 threshold: float = 0.5, bias: bool = True):
+        super().__init__()
+        self.widths, self.c, self.top_k, self.threshold = tuple(widths), cross_dim, top_k, threshold
+        nb, d, c = len(widths), sum(widths), cross_dim
+        self.pairs = wormhole_pairs(nb, pairs)
+        self.w_qkv = nn.Parameter(torch.empty(4 * c, d))
+        self.w_o = nn.Parameter(torch.empty(d, 2 * c))
+        self.w_g = nn.ParameterList([nn.Parameter(torch.empty(w, 2 * w)) for w in widths])
+        self.b_qkv = nn.Parameter(torch.zeros(nb, 4 * c)) if bias else None
+        self.b_o = nn.Parameter(torch.zeros(d)) if bias else None
+        self.b_g = nn.Parameter(torch.zeros(d)) if bias else None
+
+        lay = band_layout(widths)
+        onehot = F.one_hot(lay["band_of"], nb).T.float()                       # (nb, D)
+        self.register_buffer("onehot", onehot, persistent=False)
+        # "offset-major" layout: row r of the per-pair outputs holds, in target i's channel slice, the pair
+        # (i, (i + offsets[r]) % nb); only offsets that occur are kept (6 rows for "all": no diagonal waste)
+        tgt = torch.tensor([p[0] for p in self.pairs])
+        src = torch.tensor([p[1] for p in self.pairs])
+        off = (src - tgt) % nb
+        self.offsets = sorted(set(off.tolist()))
+        row = torch.tensor([self.offsets.index(o) for o in off.tolist()])
+        self.register_buffer("tgt", tgt, persistent=False)
+        self.register_buffer("src", src, persistent=False)
+        self.register_buffer("slot", row * nb + tgt, persistent=False)        # pair -> (row, target) slot
+        pair_mask = torch.zeros(len(self.offsets), nb)
+        pair_mask[row, tgt] = 1.0
+        self.register_buffer("pair_mask", pair_mask[:, lay["band_of"]], persistent=False)  # (R, D)
+        n_src = pair_mask.sum(0)[lay["band_of"]]
+        self.register_buffer("inv_n_src", torch.where(n_src > 0, 1.0 / n_src.clamp(min=1), 0.0),
+                             persistent=False)                                  # (D,)
+        # flattened per-band w_g (d_i, 2 d_i) -> positions in the packed (D, 2D) [W_g^b block-diag | W_g^o block-diag]
+        g_idx = []
+        for i, w in enumerate(widths):
+            s0 = int(sum(widths[:i]))
+            r, col = torch.meshgrid(torch.arange(w), torch.arange(2 * w), indexing="ij")
+            dest_col = torch.where(col < w, s0 + col, d + s0 + col - w)
+            g_idx.append(((s0 + r) * 2 * d + dest_col).flatten())
+        self.register_buffer("g_index", torch.cat(g_idx), persistent=False)
+
+    def reset_parameters(self, std: float, out_std: float) -> None:
+        nn.init.normal_(self.w_qkv, 0.0, std)
+        nn.init.normal_(self.w_o, 0.0, out_std)
+        for w in self.w_g:
+            nn.init.normal_(w, 0.0, std)
+        for b in (self.b_qkv, self.b_o, self.b_g):
+            if b is not None:
+                nn.init.zeros_(b)
+
+    # ---------------------------------------------------------------------------------------------------
+    def band_weights(self, i: int) -> dict[str, torch.Tensor | None]:
+        """Band i's seed-style matrices (for reference checks): W_q (c, d_i), W_k, W_v (2c, d_i), W_o (d_i, 2c),
+        W_g (d_i, 2 d_i) and biases."""
+        s = sum(self.widths[:i])
+        sl, c = slice(s, s + self.widths[i]), self.c
+        b = self.b_qkv[i] if self.b_qkv is not None else None
+        return {"wq": self.w_qkv[:c, sl], "wk": self.w_qkv[c:2 * c, sl], "wv": self.w_qkv[2 * c:, sl],
+                "bq": None if b is None else b[:c], "bk": None if b is None else b[c:2 * c],
+                "bv": None if b is None else b[2 * c:], "wo": self.w_o[sl], "bo": None if self.b_o is None
+                else self.b_o[sl], "wg": self.w_g[i], "bg": None if self.b_g is None else self.b_g[sl]}
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k (B, P, S, c), v (B, P, S, 2c) -> (B, P, S, 2c), causal over S (top_k if set)."""
+        c, s = q.shape[-1], q.shape[-2]
+        if self.top_k is None or self.top_k >= s:
+            pad = v.shape[-1] - c
+            return F.scaled_dot_product_attention(F.pad(q, (0, pad)), F.pad(k, (0, pad)), v, is_causal=True,
+                                                  scale=c ** -0.5)
+        scores = (q @ k.transpose(-2, -1)).float() * c ** -0.5                      # (B, P, S, S)
+        future = torch.ones(s, s, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))                          # causal mask BEFORE top-k
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, scores.topk(self.top_k, -1).indices, True)
+        probs = scores.masked_fill(~keep, float("-inf")).softmax(-1)
+        return probs.to(v.dtype) @ v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D) -> wormhole update (B, S, D), to be added to x."""
+        b, s, d = x.shape
+        nb, c = len(self.widths), self.c
+        w_qkv = (self.w_qkv.unsqueeze(0) * self.onehot.unsqueeze(1)).reshape(nb * 4 * c, d)   # block rows
+        b_qkv = self.b_qkv.reshape(-1) if self.b_qkv is not None else None
+        qkv = F.linear(x, w_qkv, b_qkv).view(b, s, nb, 4 * c)
+        q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
+        u = self._attend(q[:, :, self.tgt].transpose(1, 2), k[:, :, self.src].transpose(1, 2),
+                         v[:, :, self.src].transpose(1, 2))                         # (B, P, S, 2c)
+        u = u.transpose(1, 2)                                                       # (B, S, P, 2c)
+        rows = len(self.offsets)
+        u_full = u.new_zeros(b, s, rows * nb, 2 * c).index_copy(2, self.slot, u).view(b, s, rows, nb * 2 * c)
+
+        w_o = (self.w_o.unsqueeze(1) * self.onehot.T.unsqueeze(-1)).reshape(d, nb * 2 * c)  # (D, nb*2c)
+        w_flat = torch.cat([w.flatten() for w in self.w_g])                          # weights only, cheap
+        w_g = w_flat.new_zeros(d * 2 * d).index_copy(0, self.g_index, w_flat).view(d, 2 * d)  # [b | o]
+        w_gb, w_go = w_g[:, :d], w_g[:, d:]
+        og = F.linear(u_full, torch.cat([w_o, w_go @ w_o], 0))                       # (B, S, R, 2D)
+        gate_x = F.linear(x, w_gb, self.b_g)                                          # (B, S, D)
+        o = og[..., :d]
+        gpre = og[..., d:] + gate_x.unsqueeze(2)
+        if self.b_o is not None:
+            o = o + self.b_o.to(o.dtype)
+            gpre = gpre + (w_go @ self.b_o).to(gpre.dtype)
+        g = torch.sigmoid(gpre)
+        g = g * (g > self.threshold)
+        return (g * o * self.pair_mask.to(o.dtype)).sum(2) * self.inv_n_src.to(o.dtype)

@@ -1,0 +1,303 @@
+"""Training throughput of the LM arms (tokens/s, step ms, peak memory, MFU), printed as a markdown table.
+
+Full preset = the issue's setting: 6 layers / 512 / 8 heads / seq 512 / batch 64, bf16 autocast, torch.compile,
+fused AdamW with the arm's named param groups, grad clipping 1.0, random tokens; 5 warm-up + 20 timed steps
+(CUDA events). ``--preset tiny`` is a seconds-long CPU smoke check.
+
+    python benchmarks/lm_speed.py                                # all arms, full preset, on the GPU
+    python benchmarks/lm_speed.py --preset tiny --no-compile     # CPU smoke check
+    python benchmarks/lm_speed.py --micro                        # band MLP / band LayerNorm kernels alone
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from akira.models.lm import BandLayerNorm, BandMLP, LMConfig, Transformer, lm_preset  # noqa: E402
+from akira.models.lm.params import band_hidden_sizes  # noqa: E402
+from akira.tasks.optim import build_optimizer, build_param_groups  # noqa: E402
+
+# Dense (no sparsity) peak TFLOP/s by data type, from the vendors' datasheets. Matched by substring of
+# torch.cuda.get_device_name(), first match wins (more specific names first).
+PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
+    ("H200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+    ("GH200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+    ("H100 NVL", {"bf16": 835.5, "fp16": 835.5, "tf32": 417.5, "fp32": 60.0}),
+    ("H100 PCIe", {"bf16": 756.5, "fp16": 756.5, "tf32": 378.0, "fp32": 51.2}),
+    ("H100", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),  # SXM, "NVIDIA H100 80GB HBM3"
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
+    ("L40S", {"bf16": 362.1, "fp16": 362.1, "tf32": 183.0, "fp32": 91.6}),
+    ("A10G", {"bf16": 70.0, "fp16": 70.0, "tf32": 35.0, "fp32": 31.2}),
+    ("L4", {"bf16": 121.0, "fp16": 121.0, "tf32": 60.0, "fp32": 30.3}),
+    ("RTX 4090", {"bf16": 165.2, "fp16": 165.2, "tf32": 82.6, "fp32": 82.6}),
+    ("V100", {"fp16": 125.0, "fp32": 15.7}),
+]
+
+
+def peak_flops(device_name: str, dtype: str) -> float | None:
+    """Peak FLOP/s of ``device_name`` for ``dtype`` (bf16 | fp16 | tf32 | fp32), None if unknown."""
+    for key, table in PEAK_TFLOPS:
+        if key in device_name:
+            value = table.get(dtype)
+            return value * 1e12 if value else None
+    return None
+
+
+# arm -> (model preset overrides, optimizer LR table)
+ARMS: dict[str, tuple[dict, str | None]] = {
+    "baseline": ({"mlp": "dense"}, "uniform"),
+    "band_only": ({"mlp": "band"}, "uniform"),
+    "difflr_only": ({"mlp": "dense_split"}, "v1"),
+    "no_wormhole": ({"mlp": "band"}, "v1"),
+    "full": ({"mlp": "band", "wormhole": True}, "v1"),
+    "band_only_matched": ({"mlp": "band", "params_matched": True}, "uniform"),
+    "no_wormhole_matched": ({"mlp": "band", "params_matched": True}, "v1"),
+    "full_matched": ({"mlp": "band", "wormhole": True, "params_matched": True}, "v1"),
+}
+DEFAULT_ARMS = "baseline,band_only,difflr_only,no_wormhole,full"
+
+
+def make_config(arm: str, args) -> LMConfig:
+    over = dict(ARMS[arm][0])
+    if args.preset == "tiny":
+        base = lm_preset("tiny", max_seq_len=args.seq)
+    else:
+        base = lm_preset("baseline", vocab_size=args.vocab, max_seq_len=args.seq)
+    over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie)
+    if args.band_impl and over["mlp"] == "band":
+        over["band_impl"] = args.band_impl
+    return base.replace(**over)
+
+
+class Timer:
+    """Wall time of a region: CUDA events on the GPU, perf_counter on the CPU (ms)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            self.a, self.b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.a.record()
+        else:
+            self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.b.record()
+            torch.cuda.synchronize()
+            self.ms = self.a.elapsed_time(self.b)
+        else:
+            self.ms = (time.perf_counter() - self.t) * 1e3
+
+
+def bench_arm(arm: str, args, device: torch.device) -> dict:
+    cfg = make_config(arm, args)
+    torch.manual_seed(0)
+    model = Transformer(cfg).to(device)
+    groups = build_param_groups(model, lr_table=ARMS[arm][1], shared_lr=3e-4, weight_decay=0.1)
+    opt = build_optimizer(groups, betas=(0.9, 0.95), fused=device.type == "cuda")
+    step_model = torch.compile(model) if args.compile else model
+    amp = args.dtype in ("bf16", "fp16")
+    amp_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
+    x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device=device)
+    idx, tgt = x[:, :-1].contiguous(), x[:, 1:].contiguous()
+
+    def step():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            _, loss = step_model(idx, tgt)
+        loss.backward()
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        loss = step()
+    loss.item()
+    warm_s = time.perf_counter() - t0
+    if args.profile:
+        profile_steps(step, device, arm)
+    times = []
+    for _ in range(args.steps):
+        with Timer(device) as t:
+            loss = step()
+        times.append(t.ms)
+    times.sort()
+    step_ms = sum(times) / len(times)
+    tokens = args.batch * args.seq
+    tok_s = tokens / (step_ms / 1e3)
+    fpt = model.flops_per_token(args.seq)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    peak = peak_flops(dev_name, args.dtype) if device.type == "cuda" else None
+    res = {
+        "arm": arm, "params": model.num_parameters(False), "params_non_embedding": model.num_parameters(True),
+        "band_hidden": list(model.band_hidden) if model.band_hidden else None,
+        "band_impl": getattr(model.blocks[0].mlp, "impl", None), "tokens_per_s": tok_s, "step_ms": step_ms,
+        "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
+        "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
+        "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
+        "final_loss": loss.item(), "lr_table": ARMS[arm][1], "n_param_groups": len(groups),
+    }
+    return res
+
+
+def release(device: torch.device, compiled: bool) -> None:
+    """Free the last arm's model, optimizer state and compiled graphs."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if compiled:
+        torch._dynamo.reset()
+
+
+def profile_steps(step, device: torch.device, arm: str, n: int = 3) -> None:
+    """Print the kernels that take the most device time over ``n`` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"\n## profile of {arm} ({n} steps)\n", prof.key_averages().table(sort_by=key, row_limit=30),
+          flush=True)
+
+
+def bench_micro(args, device: torch.device) -> list[dict]:
+    """Band MLP implementations and the band LayerNorm vs a per-band loop, forward + backward, alone."""
+    widths = (128, 96, 80, 64, 64, 48, 32) if args.preset == "full" else lm_preset("tiny").band_widths
+    d = sum(widths)
+    n = args.batch * args.seq
+    amp_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    x = torch.randn(n, d, device=device, requires_grad=True)
+    rows = []
+
+    def timeit(name, fn):
+        f = torch.compile(fn) if args.compile else fn
+        for _ in range(3):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=args.dtype == "bf16"):
+                y = f(x)
+            y.float().sum().backward()
+        ts = []
+        for _ in range(args.steps):
+            with Timer(device) as t:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=args.dtype == "bf16"):
+                    y = f(x)
+                y.float().sum().backward()
+            ts.append(t.ms)
+        rows.append({"kernel": name, "ms": sum(ts) / len(ts)})
+        print(f"| {name} | {rows[-1]['ms']:.3f} |", flush=True)
+        if args.compile:
+            torch._dynamo.reset()
+
+    print(f"| kernel (fwd+bwd, {n} tokens) | ms |\n|---|---|")
+    for matched in (False, True):
+        cfg = lm_preset("band", band_widths=widths, d_model=d, params_matched=matched)
+        hidden = band_hidden_sizes(cfg)
+        e = sum(hidden) / d
+        for impl in ("block_diag", "bmm", "loop"):
+            mlp = BandMLP(widths, hidden, impl=impl).to(device)
+            mlp.reset_parameters(0.02, 0.02)
+            timeit(f"band MLP e={e:.1f} {impl}", mlp)
+    dense = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d)).to(device)
+    timeit("dense MLP e=4 (baseline)", dense)
+    ln = BandLayerNorm(widths).to(device)
+    timeit("band LayerNorm (padded, vectorised)", ln)
+
+    def loop_ln(z):
+        return torch.cat([torch.nn.functional.layer_norm(zi, (zi.shape[-1],), w, b)
+                          for zi, w, b in zip(z.split(widths, -1), ln.weight, ln.bias)], -1)
+
+    timeit("band LayerNorm (per-band loop)", loop_ln)
+    timeit("LayerNorm 512 (baseline)", torch.nn.LayerNorm(d).to(device))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arms", default=DEFAULT_ARMS, help=f"comma list of {sorted(ARMS)} (or 'all')")
+    p.add_argument("--preset", choices=("tiny", "full"), default="full")
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up steps (compilation happens here)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--batch", type=int, default=None, help="default 64 (full) / 4 (tiny)")
+    p.add_argument("--seq", type=int, default=None, help="default 512 (full) / 32 (tiny)")
+    p.add_argument("--vocab", type=int, default=50304, help="full preset vocab (GPT-2 50257 padded to 64)")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--tie", action=argparse.BooleanOptionalAction, default=False, help="tie the LM head")
+    p.add_argument("--clip", type=float, default=1.0, help="grad-norm clipping (0: off)")
+    p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop"), default=None)
+    p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--device", default=None)
+    p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm kernels alone")
+    p.add_argument("--profile", action="store_true", help="print a kernel profile of each arm")
+    p.add_argument("--out", default=None, help="write results JSON here")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.batch = args.batch or (64 if args.preset == "full" else 4)
+    args.seq = args.seq or (512 if args.preset == "full" else 32)
+    args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    arms = list(ARMS) if args.arms == "all" else [a.strip() for a in args.arms.split(",") if a.strip()]
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        p.error(f"--arms: unknown {bad}; choose from {sorted(ARMS)}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    meta = {"device": dev_name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+            "preset": args.preset, "batch": args.batch, "seq": args.seq, "dtype": args.dtype,
+            "compile": args.compile, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
+            "bias": args.bias, "tied_head": args.tie, "clip": args.clip,
+            "peak_flops": peak_flops(dev_name, args.dtype) if device.type == "cuda" else None}
+    print(f"# LM training throughput on {dev_name}, torch {torch.__version__}, {args.preset} preset, batch "
+          f"{args.batch} x seq {args.seq}, {args.dtype}, compile={args.compile}, {args.warmup}+{args.steps} steps",
+          flush=True)
+    out = {"meta": meta}
+    if args.micro:
+        out["micro"] = bench_micro(args, device)
+    else:
+        results = []
+        print("| arm | params | non-emb | band impl | tokens/s | step ms | peak GB | MFU | vs baseline |\n"
+              "|---|---|---|---|---|---|---|---|---|", flush=True)
+        for arm in arms:
+            r = bench_arm(arm, args, device)
+            release(device, args.compile)
+            results.append(r)
+            base = next((x for x in results if x["arm"] == "baseline"), None)
+            rel = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "-"
+            mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+            print(f"| {arm} | {r['params'] / 1e6:.2f}M | {r['params_non_embedding'] / 1e6:.2f}M | "
+                  f"{r['band_impl'] or '-'} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {mem} | {mfu} | "
+                  f"{rel} |", flush=True)
+        out["results"] = results
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
