@@ -37,7 +37,9 @@ def check_band(key: str, value: object, n_bands: int) -> str:
     """Return ``value`` if it names an available band, else raise ValueError naming ``key``."""
     allowed = band_names(n_bands)
     if value not in allowed:
-        raise ValueError(f"{key}={value!r} is not a band; allowed: {', '.join(allowed)} (model.n_bands={n_bands})")
+        raise ValueError(
+            f"{key}={value!r} is not a band; allowed: {', '.join(allowed)} (model.n_bands={n_bands})"
+        )
     return str(value)
 
 
@@ -76,7 +78,9 @@ def check_octave_bands(n_bands: int, h: int, w: int) -> None:
         return
     counts = octave_band_counts(n_bands, h, w)
     if min(counts) == 0:
-        max_ok = max(n for n in range(1, n_bands) if min(octave_band_counts(n, h, w)) > 0) if n_bands > 1 else 0
+        max_ok = (
+            max(n for n in range(1, n_bands) if min(octave_band_counts(n, h, w)) > 0) if n_bands > 1 else 0
+        )
         raise ValueError(
             f"model.n_bands={n_bands} needs grid >= {_min_square_grid(n_bands)} (octave band "
             f"band_{counts.index(0)} is empty at {h}x{w}); allowed at this grid: model.n_bands <= {max_ok}"
@@ -112,6 +116,12 @@ class BandDecomposition(nn.Module):
         self.normalize = bool(normalize)
         self.spectral = tuple(n for n in self.names if n != "intensity")
         self._masks: dict[tuple[int, int, str], Tensor] = {}
+        # position of each requested band in cat([intensity, spectral bands in self.spectral order])
+        order = [0 if n == "intensity" else 1 + self.spectral.index(n) for n in self.names]
+        self.register_buffer("_order", torch.tensor(order, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "_is_spectral", torch.tensor([n != "intensity" for n in self.names]), persistent=False
+        )
 
     def masks(self, h: int, w: int, device: torch.device) -> Tensor:
         """Half-spectrum masks ``(n_spectral, H, W // 2 + 1)`` of the spectral bands (cached)."""
@@ -141,26 +151,20 @@ class BandDecomposition(nn.Module):
         b, s, h, w = frames.shape
         with torch.autocast(device_type=frames.device.type, enabled=False):
             x = frames.float()
-            parts = []
             if self.spectral:
                 spec = torch.fft.rfft2(x)  # (B, S, H, W//2+1)
                 m = self.masks(h, w, x.device)
-                parts_sp = torch.fft.irfft2(spec.unsqueeze(2) * m, s=(h, w))  # (B, S, n_sp, H, W)
-            idx_sp = 0
-            for name in self.names:
-                if name == "intensity":
-                    parts.append(x.unsqueeze(2))
-                else:
-                    parts.append(parts_sp[:, :, idx_sp : idx_sp + 1])
-                    idx_sp += 1
-            bands = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+                sp = torch.fft.irfft2(spec.unsqueeze(2) * m, s=(h, w))  # (B, S, n_spectral, H, W)
+                stacked = torch.cat([x.unsqueeze(2), sp], dim=2)  # intensity first, then spectral
+                bands = stacked.index_select(2, self._order.to(x.device))
+            else:
+                bands = x.unsqueeze(2)
             energy = bands.detach().pow(2).mean(dim=(0, 1, 3, 4))
             if self.normalize and self.spectral:
-                is_sp = torch.tensor([n != "intensity" for n in self.names], device=x.device)
                 lo = bands.amin(dim=(-2, -1), keepdim=True)
                 hi = bands.amax(dim=(-2, -1), keepdim=True)
                 normed = (bands - lo) / (hi - lo + 1e-8)
-                bands = torch.where(is_sp[:, None, None], normed, bands)
+                bands = torch.where(self._is_spectral[:, None, None], normed, bands)
         return bands, energy
 
     def extra_repr(self) -> str:
