@@ -18,7 +18,7 @@ from akira.config import register_configs
 os.environ.setdefault("AKIRA_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # the suite also starts train.py subprocesses: never oversubscribe 2 cores
 
 
 def compose_config(overrides: list[str], config_name: str = "train", run_dir: Path | None = None):

@@ -16,6 +16,7 @@ from akira.config.models import (
     LinearExtrapolationConfig,
     LMModelConfig,
     MLP2DConfig,
+    Spectral2DConfig,
 )
 from akira.config.run import EvalConfig, TrainConfig
 
@@ -27,6 +28,7 @@ SCHEMAS = {
         "mlp2d": MLP2DConfig,
         "convlstm": ConvLSTMConfig,
         "lm": LMModelConfig,
+        "spectral2d": Spectral2DConfig,
     },
 }
 

@@ -33,7 +33,7 @@ class FieldsDataConfig:
     kind: str = "fields"
     pattern: Pattern = Pattern.blob
     grid: int = 32
-    history: int = 8
+    history: int = "${oc.select:model.time_depth,8}"  # type: ignore[assignment]  # follows a spectral model's window
     horizon: int = 10
     batch_size: int = 32
     eval_batch_size: Optional[int] = None

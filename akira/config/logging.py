@@ -103,6 +103,15 @@ class MediaConfig:
 
 
 @dataclass
+class AttentionStatsConfig:
+    _target_: str = "akira.callbacks.attention_stats.AttentionStats"
+    csv_path: str = "${paths.output_dir}/attention_stats.csv"
+    every_n_steps: int = 10
+    maps_every_n_steps: int = 200
+    media_dir: str = "${paths.output_dir}/media"
+
+
+@dataclass
 class CallbacksConfig:
     best_checkpoint: Optional[ModelCheckpointConfig] = None
     last_checkpoint: Optional[ModelCheckpointConfig] = None
@@ -111,4 +120,5 @@ class CallbacksConfig:
     throughput: Optional[ThroughputConfig] = None
     early_stopping: Optional[EarlyStoppingConfig] = None
     frame_panels: Optional[MediaConfig] = None
+    attention_stats: Optional[AttentionStatsConfig] = None
     extra: Any = None

@@ -77,3 +77,47 @@ class LMModelConfig:
     wormhole_top_k: Optional[int] = None
     wormhole_threshold: float = 0.5
     wormhole_cross_dim: Optional[int] = None
+
+
+@dataclass
+class Spectral2DConfig:
+    """Spectral 2D predictor (akira.models.fields.spectral); defaults = the `fast` preset."""
+
+    _target_: str = "akira.models.fields.Spectral2DPredictor"
+    kind: str = "fields"
+    compile: bool = False
+    grid: int = "${data.grid}"  # type: ignore[assignment]
+    dim: int = 32
+    attn_dim: int = 32
+    time_depth: int = 8
+    temporal_top_k: int = 4
+    decay_rate: float = 0.95
+    layer_range: int = 3
+    selection: str = "topk"
+    recency: str = "after"
+    neighbor_norm: str = "joint"
+    use_temporal: bool = True
+    use_neighbor: bool = True
+    use_wormhole: bool = True
+    temporal_band: str = "intensity"
+    neighbor_band: str = "intensity"
+    wormhole_sim_band: str = "low"
+    wormhole_value_band: str = "intensity"
+    n_bands: int = 0
+    freq_cutoff: float = 0.25
+    freq_sharpness: float = 10.0
+    band_normalize: bool = True
+    feature_kernel: int = 3
+    wormhole_top_k: int = 4
+    wormhole_threshold: float = 0.8
+    wormhole_min_temporal_distance: int = 1
+    wormhole_include_prev: bool = True
+    wormhole_read_next: bool = False
+    wormhole_sim_dim: int = 8
+    wormhole_learned_weight: float = 0.5
+    wormhole_chunk_size: int = 67108864
+    wormhole_max_key_tokens: int = 256
+    wormhole_skip_steps: int = 1
+    residual: bool = True
+    return_maps: bool = False
+    time_block: Optional[int] = None

@@ -13,6 +13,8 @@ from akira.models.fields.baselines import (
     count_parameters,
 )
 from akira.models.fields.convlstm import ConvLSTMCell, ConvLSTMPredictor
+from akira.models.fields.spectral import PRESETS as SPECTRAL_PRESETS
+from akira.models.fields.spectral import Spectral2DPredictor, build_spectral2d
 
 __all__ = [
     "ConvLSTMCell",
@@ -21,5 +23,8 @@ __all__ = [
     "LinearExtrapolation",
     "MLPPredictor",
     "NextFrameModel",
+    "SPECTRAL_PRESETS",
+    "Spectral2DPredictor",
+    "build_spectral2d",
     "count_parameters",
 ]
