@@ -68,11 +68,14 @@ def test_parameter_free_baselines_are_evaluated_only(tmp_path):
     assert metrics["train_seconds"] == 0 and metrics["params_total"] == 0
     assert metrics["test/mse"] == pytest.approx(metrics["test/mse_copy_last"], rel=1e-6)
     assert metrics["test/skill"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["test/rollout_mse_h10"] == pytest.approx(metrics["test/rollout_mse_h10_copy_last"], rel=1e-5)
 
 
 def test_linear_baseline_equals_its_own_column(tmp_path):
     metrics = _train(tmp_path, ["model=linear"])
     assert metrics["test/mse"] == pytest.approx(metrics["test/mse_linear"], rel=1e-6)
+    # the linear model's own rollout is the iterated linear-extrapolation baseline
+    assert metrics["test/rollout_mse_h10"] == pytest.approx(metrics["test/rollout_mse_h10_linear"], rel=1e-5)
 
 
 def _state(path: Path) -> dict:

@@ -44,6 +44,7 @@ class _EvalMetrics(nn.Module):
         self.horizons = list(horizons)
         self.rollout = nn.ModuleDict({f"h{h}": MeanMetric() for h in self.horizons})
         self.rollout_copy_last = nn.ModuleDict({f"h{h}": MeanMetric() for h in self.horizons})
+        self.rollout_linear = nn.ModuleDict({f"h{h}": MeanMetric() for h in self.horizons})
 
 
 class NextFrameTask(pl.LightningModule):
@@ -96,14 +97,15 @@ class NextFrameTask(pl.LightningModule):
         metrics.image.update(pred[:, None], target[:, None].float())
         metrics.mse_copy_last.update(_copy_last(past).reshape(-1), target.reshape(-1))
         metrics.mse_linear.update(_linear(past).reshape(-1), target.reshape(-1))
-        window = past
+        window, linear = past, past[:, -2:].float()
         for h in range(1, max(self.horizons) + 1):
             step = self(window).float().clamp(0, 1) if h > 1 else pred
+            linear = torch.stack([linear[:, -1], _linear(linear)], dim=1)  # iterated 2x_t - x_{t-1}
             if f"h{h}" in metrics.rollout:
                 truth = batch[:, self.history + h - 1].float()
-                metrics.rollout[f"h{h}"].update(F.mse_loss(step, truth, reduction="none").mean((1, 2)))
-                metrics.rollout_copy_last[f"h{h}"].update(
-                    F.mse_loss(past[:, -1].float(), truth, reduction="none").mean((1, 2)))
+                for name, guess in (("rollout", step), ("rollout_copy_last", past[:, -1].float()),
+                                    ("rollout_linear", linear[:, -1])):
+                    getattr(metrics, name)[f"h{h}"].update(F.mse_loss(guess, truth, reduction="none").mean((1, 2)))
             window = torch.cat([window[:, 1:], step[:, None].to(window.dtype)], dim=1)
         return F.mse_loss(pred, target.float())
 
@@ -124,6 +126,7 @@ class NextFrameTask(pl.LightningModule):
         for key, metric in metrics.rollout.items():
             values[f"{prefix}/rollout_mse_{key}"] = metric.compute()
             values[f"{prefix}/rollout_mse_{key}_copy_last"] = metrics.rollout_copy_last[key].compute()
+            values[f"{prefix}/rollout_mse_{key}_linear"] = metrics.rollout_linear[key].compute()
         self.log_dict(values, add_dataloader_idx=False, sync_dist=True)
         for module in metrics.modules():
             if hasattr(module, "reset") and module is not metrics:
