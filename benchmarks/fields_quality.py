@@ -60,7 +60,7 @@ def run_job(job: dict) -> dict:
 
 
 def jobs_for(args) -> list[dict]:
-    common = [f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
+    common = [f"trainer.max_steps={args.steps}", "task.loss_on=clip", f"trainer.val_check_interval={args.steps}",
               "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none",
               "callbacks=none", f"data.batch_size={args.batch}", f"data.grid={args.grid}",
               f"data.test_streams={args.test_streams}", "data.val_streams=32", *args.extra]

@@ -30,3 +30,22 @@ def configure_optimizers(model: torch.nn.Module, optim: dict[str, Any], total_st
         int(optim.get("warmup_steps", 0)), int(total_steps), str(optim.get("schedule", "constant")),
         float(optim.get("min_lr_ratio", 0.1))))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"}}
+
+
+def clip_gradients(module, optimizer, gradient_clip_val, gradient_clip_algorithm) -> None:
+    """Gradient clipping that also works with fused optimizers under bf16/fp32.
+
+    Lightning's AMP plugin refuses to clip for optimizers that unscale internally (fused Adam/AdamW),
+    because of fp16 grad scaling. bf16 and fp32 have no scaler, so clipping the gradients directly is
+    exact; fp16 keeps Lightning's path.
+    """
+    if not gradient_clip_val:
+        return
+    if str(module.trainer.precision).startswith("16"):
+        module.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if gradient_clip_algorithm in (None, "norm"):
+        torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+    else:
+        torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))

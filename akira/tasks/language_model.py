@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from akira.data.text.metrics import NLLSum
-from akira.tasks.configure import configure_optimizers
+from akira.tasks.configure import clip_gradients, configure_optimizers
 
 
 class LanguageModelTask(pl.LightningModule):
@@ -142,3 +142,6 @@ class LanguageModelTask(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.model, self.optim, self.total_steps)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)

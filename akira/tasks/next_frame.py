@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from akira.tasks.configure import configure_optimizers
+from akira.tasks.configure import clip_gradients, configure_optimizers
 
 
 def _copy_last(frames: torch.Tensor) -> torch.Tensor:
@@ -148,3 +148,6 @@ class NextFrameTask(pl.LightningModule):
 
     def configure_optimizers(self):
         return configure_optimizers(self.model, self.optim, self.total_steps)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
