@@ -1,0 +1,230 @@
+"""The gpu_pool launcher's work (called by `hydra_plugins.akira_gpu_pool`): turn a batch of Hydra job
+overrides into child commands `python <app script> <overrides> hydra.run.dir=<job dir> hydra.job.num=<n>`,
+skip jobs finished in an earlier run of the same sweep, resume the others with `ckpt_path=last`, run them on
+the GPU pool and return Hydra `JobReturn`s (a failed job's return value is one `RunFailed` summarising every
+failure, which Hydra's sweeper raises after all jobs ended, so `train.py -m` exits non-zero).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from akira.launch.gpus import GpuPool, resolve_gpus
+from akira.launch.runner import PLANNED, JobResult, JobSpec, SweepInterrupted, run_jobs
+from akira.launch.sweep import (
+    DRY_RUN_FILE,
+    JOB_NUM_ENV,
+    SWEEP_DIR_ENV,
+    format_table,
+    hydra_quote,
+    is_completed,
+    previous_status,
+    write_state,
+)
+
+log = logging.getLogger(__name__)
+
+# master hydra overrides that concern the sweep itself, not a job
+_SWEEP_ONLY = ("hydra/launcher", "hydra/sweeper", "hydra.launcher", "hydra.sweeper", "hydra.sweep", "hydra.run",
+               "hydra.mode", "hydra.job.num", "hydra.job.id")
+
+
+@dataclass
+class LauncherOptions:
+    gpus: Any = None
+    gpus_per_job: int = 1
+    max_parallel: int | None = None
+    skip_completed: bool = True
+    resume: bool = True
+    log_name: str = "stdout.log"
+    poll_interval_s: float = 0.2
+    kill_grace_s: float = 30.0
+    threads_per_job: int | None = None
+    script: str | None = None
+    dry_run: bool = False
+    env: dict | None = None
+
+
+def app_command(script: str | None, cwd: str) -> list[str]:
+    """How to start the app again: `[python, <script>]` or `[python, -m, <module>]`."""
+    if script:
+        return [sys.executable, str(Path(cwd, script).resolve())]
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None and spec.name not in (None, "__main__"):
+        return [sys.executable, "-m", spec.name.removesuffix(".__main__")]
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0.endswith(".py") and Path(cwd, argv0).is_file():
+        return [sys.executable, str(Path(cwd, argv0).resolve())]
+    raise ValueError("hydra.launcher.script: cannot tell which script started this sweep (sys.argv[0]="
+                     f"{argv0!r}); set it to the app's .py file")
+
+
+def _key(override: str) -> str:
+    parsed = OverridesParser.create().parse_overrides([override])[0]
+    return parsed.key_or_group
+
+
+def passthrough_hydra_overrides(config: DictConfig) -> list[str]:
+    """The master's Hydra overrides a job needs too (job logging, override_dirname, ...)."""
+    out = []
+    for item in OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False):  # raw: may hold ${...}
+        key = _key(str(item))
+        if not any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in _SWEEP_ONLY):
+            out.append(str(item))
+    return out
+
+
+def job_dir_of(hydra_context, config: DictConfig, overrides: Sequence[str], num: int, sweep_dir: Path):
+    """Compose the job's config (as Hydra's launchers do) and return `(job dir, job config)`."""
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config.hydra.job) as job:
+        job.id = f"gpu_pool_{num}"
+        job.num = num
+    HydraConfig.instance().set_config(sweep_config)
+    subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+    return sweep_dir / subdir, sweep_config
+
+
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+
+
+def _too_long(path: Path) -> bool:
+    return any(len(part.encode()) > NAME_MAX for part in path.parts)
+
+
+def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[str]]) -> str:
+    """`<num>_<overrides that differ between the batch's jobs>` (hashed if still too long): the job dir name
+    when `hydra.sweep.subdir` gives a name over the file system's limit (many command-line overrides)."""
+    import hashlib
+
+    def values(job):
+        return {_key(o): o for o in job}
+
+    per_job = [values(job) for job in batch]
+    mine = values(overrides)
+    varying = sorted(o for k, o in mine.items() if len({pj.get(k) for pj in per_job}) > 1)
+    name = f"{num}_{','.join(varying)}" if varying else str(num)
+    if len(name.encode()) > NAME_MAX:
+        digest = hashlib.sha1(",".join(sorted(overrides)).encode()).hexdigest()[:12]
+        name = f"{num}_{digest}"
+    return name
+
+
+def _metrics(job_dir: str | os.PathLike) -> dict | None:
+    try:
+        return json.loads((Path(job_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _failure_summary(results: Sequence[JobResult], log_name: str) -> str:
+    failed = [r for r in results if not r.ok]
+    parts = [f"#{r.num} {Path(r.job_dir).name} ({r.status}" + (f", exit {r.returncode}" if r.returncode is not None
+                                                               else "") + ")" for r in failed]
+    first = failed[0]
+    why = f": {first.error}" if first.error else ""
+    return (f"{len(failed)} of {len(results)} sweep jobs failed: {', '.join(parts)}; first{why} "
+            f"(log: {Path(first.job_dir) / log_name})")
+
+
+def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int) -> list[JobReturn]:
+    setup_globals()
+    master_hydra = HydraConfig.instance().cfg
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    cwd = str(config.hydra.runtime.cwd or os.getcwd())
+    base_cmd = app_command(opts.script, cwd)
+    hydra_passthrough = passthrough_hydra_overrides(config)
+
+    specs, job_cfgs = [], {}
+    try:
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            job_dir, job_cfg = job_dir_of(hydra_context, config, overrides, num, sweep_dir)
+            if _too_long(job_dir):
+                short = sweep_dir / short_subdir(num, overrides, job_overrides)
+                log.warning(f"gpu_pool: job {num}: directory name over {NAME_MAX} bytes; using {short.name}")
+                job_dir = short
+            job_cfgs[num] = job_cfg
+            prev = previous_status(job_dir)
+            skip = opts.skip_completed and is_completed(job_dir)
+            resume = opts.resume and prev is not None and not skip
+            task = list(overrides)
+            if resume and not any(_key(o) == "ckpt_path" for o in task):
+                task.append("ckpt_path=last")
+            command = [*base_cmd, *task, *hydra_passthrough, f"hydra.run.dir={hydra_quote(str(job_dir))}",
+                       f"hydra.job.num={num}"]
+            specs.append(JobSpec(num=num, overrides=list(overrides), job_dir=job_dir, command=command,
+                                 resume=resume, skip=skip, env={JOB_NUM_ENV: str(num)}))
+    finally:
+        if master_hydra is not None:
+            HydraConfig.instance().cfg = master_hydra
+    seen: dict[Path, int] = {}
+    for s in specs:
+        if s.job_dir in seen:
+            raise ValueError(f"hydra.sweep.subdir: jobs #{seen[s.job_dir]} and #{s.num} map to the same directory "
+                             f"{s.job_dir}; include ${{hydra.job.num}} or the swept keys")
+        seen[s.job_dir] = s.num
+
+    pool = GpuPool(resolve_gpus(opts.gpus), opts.gpus_per_job)
+    meta = {"sweep_dir": str(sweep_dir), "pool": pool.ids, "gpus_per_job": opts.gpus_per_job,
+            "max_parallel": opts.max_parallel}
+    where = f"GPUs {','.join(pool.ids)} ({opts.gpus_per_job} per job)" if pool.has_gpus else "CPU (no GPUs)"
+    log.info(f"gpu_pool: {len(specs)} job(s) on {where}; sweep dir {sweep_dir}")
+
+    if opts.dry_run:
+        results = [JobResult(num=s.num, overrides=s.overrides, job_dir=str(s.job_dir), command=s.command,
+                             status="skipped" if s.skip else PLANNED, resumed=s.resume) for s in specs]
+        write_state(sweep_dir, results, {**meta, "dry_run": True}, name=DRY_RUN_FILE)
+        print(format_table(results, sweep_dir), flush=True)
+        for s in specs:
+            print(f"  #{s.num}: {' '.join(s.overrides)}", flush=True)
+        return [_job_return(r, job_cfgs[r.num], None) for r in results]
+
+    env = {**os.environ, SWEEP_DIR_ENV: str(sweep_dir), **{str(k): str(v) for k, v in (opts.env or {}).items()}}
+
+    def on_update(results):
+        write_state(sweep_dir, results, meta)
+
+    try:
+        results = run_jobs(specs, pool, opts.max_parallel, env=env, cwd=cwd, log_name=opts.log_name,
+                           poll_s=opts.poll_interval_s, kill_grace_s=opts.kill_grace_s,
+                           threads_per_job=opts.threads_per_job, on_update=on_update)
+    except SweepInterrupted as exc:
+        write_state(sweep_dir, exc.results, meta)
+        print(format_table(exc.results, sweep_dir), file=sys.stderr, flush=True)
+        raise
+    print(format_table(results, sweep_dir), flush=True)
+    failure = None
+    if any(not r.ok for r in results):
+        from akira.cli import RunFailed
+
+        failure = RunFailed(_failure_summary(results, opts.log_name))
+    return [_job_return(r, job_cfgs[r.num], failure) for r in results]
+
+
+def _job_return(result: JobResult, job_cfg: DictConfig, failure: Exception | None) -> JobReturn:
+    cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
+    ret = JobReturn(overrides=list(result.overrides), cfg=cfg, hydra_cfg=job_cfg, working_dir=result.job_dir,
+                    task_name=str(job_cfg.get("task_name", "")))
+    if result.ok:
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = _metrics(result.job_dir)
+    else:
+        ret.status = JobStatus.FAILED
+        ret.return_value = failure
+    return ret
