@@ -17,7 +17,7 @@ from akira.cli import ROOT
 from akira.run import evaluate, train
 from tests.conftest import TINY, compose_config
 
-FIELDS_MODELS = ["convlstm", "mlp2d", "copy_last", "linear", "spectral2d"]
+FIELDS_MODELS = ["convlstm", "mlp2d", "copy_last", "linear", "spectral2d_turbo"]  # TINY: history 4
 
 
 def _train(tmp_path: Path, overrides: list[str], fn=train, config_name: str = "train"):
