@@ -21,7 +21,7 @@ train:
 	$(PY) train.py
 
 lint:
-	$(PY) -m ruff check akira hydra_plugins tests benchmarks train.py eval.py
+	$(PY) -m ruff check akira hydra_plugins tests benchmarks train.py eval.py analyze.py report.py
 
 bench:
 	$(PY) benchmarks/fields_speed.py

@@ -47,9 +47,8 @@ def run_job(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("AKIRA_BENCH_THREADS", "1"))))
-    from tests.conftest import compose_config
-
     from akira.run import train
+    from tests.conftest import compose_config
 
     run_dir = Path(job["out"]) / "runs" / job["name"]
     start = time.time()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Optional
 
 
 class FieldsMode(str, Enum):
@@ -36,7 +35,7 @@ class FieldsDataConfig:
     history: int = "${oc.select:model.time_depth,8}"  # type: ignore[assignment]  # follows a spectral model's window
     horizon: int = 10
     batch_size: int = 32
-    eval_batch_size: Optional[int] = None
+    eval_batch_size: int | None = None
     num_workers: int = 0
     mode: FieldsMode = FieldsMode.batch
     train_t_max: int = 10000
@@ -73,25 +72,25 @@ class TextDataConfig:
     kind: str = "text"
     source: str = "wikitext-103"  # wikitext-103 | wikitext-2 | text
     variant: TextVariant = TextVariant.tokens
-    local_dir: Optional[str] = None
-    train_path: Optional[str] = None
-    valid_path: Optional[str] = None
-    test_path: Optional[str] = None
+    local_dir: str | None = None
+    train_path: str | None = None
+    valid_path: str | None = None
+    test_path: str | None = None
     data_dir: str = "${paths.data_dir}"
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     tokenizer: Tokenizer = Tokenizer.gpt2
-    tokenizer_dir: Optional[str] = None
-    vocab_size: Optional[int] = None
+    tokenizer_dir: str | None = None
+    vocab_size: int | None = None
     bpe_min_frequency: int = 2
     seq_len: int = 512
     batch_size: int = 64
-    eval_batch_size: Optional[int] = None
+    eval_batch_size: int | None = None
     sampling: Sampling = Sampling.random
-    eval_stride: Optional[int] = None
+    eval_stride: int | None = None
     num_workers: int = 0
     pin_memory: bool = False
     seed: int = "${seed}"  # type: ignore[assignment]
-    num_proc: Optional[int] = None
+    num_proc: int | None = None
     token_dtype: str = "auto"
     download: bool = True
-    lock_timeout: Optional[float] = None
+    lock_timeout: float | None = None

@@ -6,7 +6,7 @@ built by `akira.run` (loggers) or instantiated from `_target_` (callbacks).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
 
 @dataclass
@@ -33,36 +33,36 @@ class WandbLoggerConfig:
 
     _target_: str = "akira.loggers.build_wandb_logger"
     project: str = "akira"
-    entity: Optional[str] = None
-    group: Optional[str] = "${task_name}"
-    name: Optional[str] = None
+    entity: str | None = None
+    group: str | None = "${task_name}"
+    name: str | None = None
     job_type: str = "train"
-    tags: List[str] = field(default_factory=list)
-    notes: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
     save_dir: str = "${paths.output_dir}"
-    offline: Optional[bool] = None
+    offline: bool | None = None
     log_model: bool = False
 
 
 @dataclass
 class LoggersConfig:
-    csv: Optional[CSVLoggerConfig] = None
-    tensorboard: Optional[TensorBoardLoggerConfig] = None
-    wandb: Optional[WandbLoggerConfig] = None
+    csv: CSVLoggerConfig | None = None
+    tensorboard: TensorBoardLoggerConfig | None = None
+    wandb: WandbLoggerConfig | None = None
 
 
 @dataclass
 class ModelCheckpointConfig:
     _target_: str = "pytorch_lightning.callbacks.ModelCheckpoint"
     dirpath: str = "${paths.output_dir}/checkpoints"
-    filename: Optional[str] = None
-    monitor: Optional[str] = None
+    filename: str | None = None
+    monitor: str | None = None
     mode: str = "min"
     save_top_k: int = 1
-    save_last: Optional[bool] = None
-    every_n_train_steps: Optional[int] = None
+    save_last: bool | None = None
+    every_n_train_steps: int | None = None
     auto_insert_metric_name: bool = False
-    save_on_train_epoch_end: Optional[bool] = None
+    save_on_train_epoch_end: bool | None = None
     enable_version_counter: bool = False
 
 
@@ -113,12 +113,12 @@ class AttentionStatsConfig:
 
 @dataclass
 class CallbacksConfig:
-    best_checkpoint: Optional[ModelCheckpointConfig] = None
-    last_checkpoint: Optional[ModelCheckpointConfig] = None
-    lr_monitor: Optional[LearningRateMonitorConfig] = None
-    progress_bar: Optional[ProgressBarConfig] = None
-    throughput: Optional[ThroughputConfig] = None
-    early_stopping: Optional[EarlyStoppingConfig] = None
-    frame_panels: Optional[MediaConfig] = None
-    attention_stats: Optional[AttentionStatsConfig] = None
+    best_checkpoint: ModelCheckpointConfig | None = None
+    last_checkpoint: ModelCheckpointConfig | None = None
+    lr_monitor: LearningRateMonitorConfig | None = None
+    progress_bar: ProgressBarConfig | None = None
+    throughput: ThroughputConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    frame_panels: MediaConfig | None = None
+    attention_stats: AttentionStatsConfig | None = None
     extra: Any = None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 
 @dataclass
@@ -28,7 +27,7 @@ class MLP2DConfig:
     compile: bool = False
     grid: int = "${data.grid}"  # type: ignore[assignment]
     history: int = "${data.history}"  # type: ignore[assignment]
-    hidden: Optional[int] = None
+    hidden: int | None = None
     residual: bool = False
 
 
@@ -52,7 +51,7 @@ class LMModelConfig:
     _target_: str = "akira.models.lm.Transformer"
     kind: str = "text"
     compile: bool = False
-    vocab_size: Optional[int] = None
+    vocab_size: int | None = None
     vocab_pad_multiple: int = 64
     n_layer: int = 6
     d_model: int = 512
@@ -68,15 +67,15 @@ class LMModelConfig:
     scaled_residual_init: bool = False
     mlp: str = "dense"
     mlp_expansion: int = 4
-    band_widths: List[int] = field(default_factory=lambda: [128, 96, 80, 64, 64, 48, 32])
-    band_expansion: Optional[float] = None
+    band_widths: list[int] = field(default_factory=lambda: [128, 96, 80, 64, 64, 48, 32])
+    band_expansion: float | None = None
     params_matched: bool = False
     band_impl: str = "auto"
     wormhole: bool = False
     wormhole_pairs: str = "all"
-    wormhole_top_k: Optional[int] = None
+    wormhole_top_k: int | None = None
     wormhole_threshold: float = 0.5
-    wormhole_cross_dim: Optional[int] = None
+    wormhole_cross_dim: int | None = None
 
 
 @dataclass
@@ -120,4 +119,4 @@ class Spectral2DConfig:
     wormhole_skip_steps: int = 1
     residual: bool = True
     return_maps: bool = False
-    time_block: Optional[int] = None
+    time_block: int | None = None

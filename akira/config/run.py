@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any
 
 from akira.config.logging import CallbacksConfig, LoggersConfig
 from akira.config.paths import PathsConfig
@@ -27,15 +27,15 @@ class OptimConfig:
     name: OptimizerName = OptimizerName.adam
     lr: float = 1e-3
     weight_decay: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     schedule: Schedule = Schedule.constant
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
-    fused: Optional[bool] = None
+    fused: bool | None = None
     # null: the seed v1 table for band models; 'v1' | 'uniform' | a list of one LR per band
     band_lrs: Any = None
-    shared_lr: Optional[float] = None
+    shared_lr: float | None = None
 
 
 class LossOn(str, Enum):
@@ -47,7 +47,7 @@ class LossOn(str, Enum):
 class TaskConfig:
     """Task-level switches (NextFrameTask / LanguageModelTask)."""
 
-    rollout_horizons: List[int] = field(default_factory=lambda: [1, 5, 10])
+    rollout_horizons: list[int] = field(default_factory=lambda: [1, 5, 10])
     loss_on: LossOn = LossOn.next
     band_stats_every_n_steps: int = 50
     band_delta_loss: bool = True
@@ -64,14 +64,14 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     task_name: str = "train"
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     seed: int = 42
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     train: bool = True
     test: bool = True
     compile: bool = False
     # an experiment arm that needs one model config sets this (e.g. akira_band); a different model= fails
-    requires_model: Optional[str] = None
+    requires_model: str | None = None
 
 
 @dataclass
