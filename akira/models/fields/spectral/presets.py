@@ -20,9 +20,9 @@ Mapping and deliberate differences:
 - The ``*_causal`` flags are always true (causality is structural and tested);
   ``neighbor_first_layer_only=True`` corresponds to ``layer_range=0``.
 - ``wormhole_max_key_tokens`` (new): key tokens per past frame before pooling (``_KEY_TOKENS``): 1024
-  keeps 32x32 exact and pools 64x64 by 2 and 128x128 by 4; ``turbo`` and ``fast`` use 64 (32x32 keys
-  pooled by 4), because the similarity search costs ``queries x key_frames x tokens`` and dominates the CPU
-  step otherwise; ``model.wormhole_max_key_tokens=1024`` restores exact keys.
+  keeps 32x32 exact and pools 64x64 by 2 and 128x128 by 4; ``turbo`` uses 64 (32x32 keys pooled by 4) and
+  ``fast`` 256 (pooled by 2), because the similarity search costs ``queries x key_frames x tokens`` and
+  dominates the CPU step otherwise; ``model.wormhole_max_key_tokens=1024`` restores exact keys.
 """
 
 from __future__ import annotations
