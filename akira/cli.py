@@ -43,17 +43,30 @@ def hydra_entry(config_name: str, fn: Callable) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print one line ourselves
     register_configs()
 
+    failures: list[BaseException] = []
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def _main(cfg):
-        return fn(cfg)
+        # Job errors are kept here instead of propagating into Hydra (which would print its own
+        # "Error executing job" line, and in a sequential multirun stop the remaining jobs).
+        try:
+            return fn(cfg)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001
+            failures.append(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return None
 
     try:
         _main()
+        if failures:
+            raise failures[0]
     except KeyboardInterrupt:
         print("akira: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except RunFailed as exc:
-        print(f"akira: error: {exc}", file=sys.stderr)
+        more = f" (and {len(failures) - 1} more failed job(s))" if len(failures) > 1 else ""
+        print(f"akira: error: {exc}{more}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except Exception as exc:  # noqa: BLE001 - the one place that turns exceptions into exit codes
         if _is_config_error(exc):

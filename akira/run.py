@@ -192,6 +192,15 @@ def print_table(metrics: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ entry points
+def _traceback_to_log_file(exc: BaseException) -> None:
+    """The full traceback goes to the run's log file only; the console gets one line (akira.cli)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run failed", None,
+                            (type(exc), exc, exc.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def _is_rank_zero() -> bool:
     """Before the Trainer exists: Lightning's DDP launcher starts ranks > 0 with these variables set."""
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
@@ -215,7 +224,7 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
         info["status"], exit_code = "interrupted", 130
         raise
     except Exception as exc:
-        log.exception("run failed")
+        _traceback_to_log_file(exc)
         info["status"], info["error"] = "failed", f"{type(exc).__name__}: {exc}"
         first = (str(exc).strip().splitlines() or [""])[0]
         raise RunFailed(f"run failed: {type(exc).__name__}: {first} (traceback in {_log_file()})") from exc

@@ -191,3 +191,24 @@ def test_clip_gradients_bounds_the_norm():
     opt = torch.optim.Adam([p])
     clip_gradients(SimpleNamespace(trainer=SimpleNamespace(precision="bf16-mixed")), opt, 1.0, "norm")
     assert p.grad.norm().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_run_failure_is_one_console_line_with_the_traceback_in_the_log(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=lm_baseline", "data=wikitext2",
+                           f"data.local_dir={tmp_path}/missing", "data.tokenizer=byte", f"hydra.run.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Error executing job" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("akira: error: run failed:") and "missing" in last
+    assert "Traceback" in (tmp_path / "run" / "train.log").read_text()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
+def test_basic_multirun_keeps_going_after_a_failed_job(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *TINY, "model=linear", "data.grid=4,16",
+                           f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data.grid" in proc.stderr.strip().splitlines()[-1]
+    done = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/run.json")]
+    assert sorted(done) == ["completed", "config_error"]

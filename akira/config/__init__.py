@@ -33,6 +33,17 @@ SCHEMAS = {
 }
 
 _registered = False
+MAX_DIRNAME = 200
+
+
+def short_dirname(name: str) -> str:
+    """A job directory name that fits file-system limits: long override lists are cut and hashed."""
+    if len(name.encode()) <= MAX_DIRNAME:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[: MAX_DIRNAME - 11].decode(errors="ignore") + "~" + digest
 
 
 def register_configs() -> None:
@@ -40,6 +51,9 @@ def register_configs() -> None:
     global _registered
     if _registered:
         return
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("akira_dirname", short_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
