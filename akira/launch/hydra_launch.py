@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 
 
 def _too_long(path: Path) -> bool:
-    return any(len(part.encode()) > NAME_MAX for part in path.parts)
+    """Over the file-name limit, or already cut by the `akira_dirname` resolver (`...~<10 hex>`)."""
+    return any(len(part.encode()) > NAME_MAX for part in path.parts) or bool(
+        re.search(r"~[0-9a-f]{10}$", path.name))
 
 
 def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[str]]) -> str:
