@@ -104,3 +104,22 @@ def test_missing_data_says_where_it_looked(tmp_path):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "nope" in last, last
+
+
+@pytest.mark.slow
+def test_compiled_model_checkpoint_round_trip(tmp_path, corpus):
+    """`model.compile=true` trains; its checkpoint has plain keys and evaluates with an uncompiled model."""
+    import torch
+
+    from akira.run import evaluate
+
+    common = [*_data(corpus, tmp_path / "cache"), *TINY_MODEL, "experiment=lm_baseline", "model.n_layer=1",
+              "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+              "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "optim.warmup_steps=1"]
+    train(compose_config([*common, "model.compile=true", "callbacks.progress_bar=null"], run_dir=tmp_path / "run"))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    keys = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"].keys()
+    assert keys and not any("_orig_mod" in k for k in keys)
+    metrics = evaluate(compose_config([*common, "model.compile=false", f"ckpt_path={ckpt}"], config_name="eval",
+                                      run_dir=tmp_path / "eval"))
+    assert "test/ppl" in metrics
