@@ -21,16 +21,6 @@ from akira.models.lm import (
     wormhole_pairs,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core box OpenMP spinning makes them 10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = {"vocab_size": 96, "n_layer": 2, "d_model": 64, "n_head": 4, "max_seq_len": 32, "dropout": 0.0,
         "band_widths": (16, 12, 10, 8, 8, 6, 4)}
 ARMS = {

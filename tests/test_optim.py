@@ -21,16 +21,6 @@ from akira.tasks.optim import (
     warmup_cosine_lambda,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core box OpenMP spinning makes them 10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = {"vocab_size": 64, "n_layer": 2, "d_model": 32, "n_head": 2, "max_seq_len": 16, "dropout": 0.0,
         "band_widths": (8, 6, 5, 4, 4, 3, 2)}
 ARMS = {"baseline": {}, "band": {"mlp": "band"}, "wormhole": {"mlp": "band", "wormhole": True},
