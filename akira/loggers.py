@@ -23,6 +23,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from akira.atomic import atomic_write_bytes
+
 RUN_ID_FILE = "wandb_run_id.txt"
 _active_save_dir: Path | None = None  # the run dir of the W&B logger built in this process
 
@@ -53,10 +55,7 @@ def build_wandb_logger(project: str, save_dir: str, entity: str | None = None, g
     if run_id is None:
         alphabet = string.ascii_lowercase + string.digits
         run_id = "".join(secrets.choice(alphabet) for _ in range(8))
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        tmp = id_file.with_suffix(".tmp")
-        tmp.write_text(run_id)
-        os.replace(tmp, id_file)
+        atomic_write_bytes(id_file, run_id.encode())
     return WandbLogger(project=project, entity=entity, group=group, name=name, job_type=job_type,
                        tags=list(tags or []), notes=notes, save_dir=save_dir, offline=offline,
                        log_model=log_model, id=run_id, resume="allow", config=config)

@@ -7,10 +7,11 @@ pyplot global state is touched and any backend setting is irrelevant.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
+
+from akira.atomic import atomic_open
 
 __all__ = ["frame_panel", "save_png"]
 
@@ -86,21 +87,9 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> str:
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise ValueError(f"array must have shape (H, W), (H, W, 3) or (H, W, 4); got {arr.shape}")
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if arr.ndim == 2:
-                imsave(f, arr, format="png", cmap="gray", vmin=0, vmax=255)
-            else:
-                imsave(f, arr, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; make the PNG readable like a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        if arr.ndim == 2:
+            imsave(f, arr, format="png", cmap="gray", vmin=0, vmax=255)
+        else:
+            imsave(f, arr, format="png")
     return path

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from akira.atomic import atomic_write_json
 from akira.models.lm import BandMLP, DenseMLP, SplitDenseMLP, Transformer
 from akira.models.lm.params import dense_split_sizes
 
@@ -157,9 +158,7 @@ def capture(model: Transformer, tokens: np.ndarray, out_dir: str | os.PathLike, 
             "units": {site: n_units(model, site) for site in sites},
             "bands": {site: unit_bands(model, site).tolist() for site in sites},
             "banded": has_bands(model), "n_bands": n_bands(model)}
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, meta_path)
+    atomic_write_json(meta_path, info)
     return ActivationStore(out)
 
 

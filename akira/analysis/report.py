@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from akira.atomic import atomic_open
 from akira.runinfo import write_json_atomic
 
 
@@ -68,12 +69,9 @@ def _figure(rows: int, cols: int, size=(4.2, 3.2)):
 
 
 def _save(fig, path: str | os.PathLike) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=80)
     return str(path)
 
 

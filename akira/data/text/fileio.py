@@ -1,12 +1,12 @@
-"""Small file helpers: content hashes and atomic writes (temp file + fsync + os.replace + dir fsync)."""
+"""Small file helpers: content hashes; atomic writes come from `akira.atomic` (re-exported here)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
-from pathlib import Path
-from typing import Any
+
+from akira.atomic import atomic_write_bytes, atomic_write_json, commit, fsync_dir, temp_path
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "commit", "file_sha256", "fsync_dir", "temp_path"]
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -16,45 +16,3 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
         while chunk := f.read(block):
             h.update(chunk)
     return h.hexdigest()
-
-
-def temp_path(path: Path) -> Path:
-    """A fresh temp file next to `path` (same filesystem, so os.replace is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    os.close(fd)
-    return Path(tmp)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def commit(tmp: Path, path: Path) -> None:
-    """fsync `tmp`, atomically rename it to `path`, fsync the directory."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
