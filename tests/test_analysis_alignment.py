@@ -21,14 +21,6 @@ from akira.analysis.alignment import (
 from akira.analysis.moments import PairMoments
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _moments(a: np.ndarray, b: np.ndarray, seq: int = 16, chunk: int = 8):
     """Stream (n, U) rows as sequences of ``seq`` tokens in chunks; returns (fit, held-out) halves."""
     n = a.shape[0] // seq

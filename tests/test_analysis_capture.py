@@ -25,14 +25,6 @@ from akira.models.lm import Transformer, lm_preset
 MLPS = ["dense", "band", "dense_split"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("mlp", MLPS)
 def test_load_lm_round_trip(tmp_path, mlp):
     path = tiny_lm_checkpoint(tmp_path / "m.ckpt", seed=3, mlp=mlp, max_seq_len=16)

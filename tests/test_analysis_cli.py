@@ -10,7 +10,6 @@ import time
 import types
 
 import pytest
-import torch
 
 from akira.analysis.config import register_analysis_configs
 from akira.analysis.pipeline import analyze
@@ -21,14 +20,6 @@ from tests.conftest import compose_config
 from tests.test_analysis_dynamics import write_band_metrics
 
 SMALL = ["probe.n_seqs=32", "probe.seq_len=32", "probe.batch_size=16"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
