@@ -21,6 +21,7 @@ from akira.config import ConfigError
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
 from akira.runinfo import start_info, write_json_atomic
+from akira.tasks.optim import param_group_members, param_group_summary
 
 log = logging.getLogger("akira")
 
@@ -105,8 +106,7 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kwargs.pop("_target_")
+    _, kwargs = _kwargs(cfg.trainer)
     kwargs["plugins"] = [AtomicCheckpointIO()]
     return pl.Trainer(callbacks=callbacks, logger=loggers or False, **kwargs)
 
@@ -248,7 +248,7 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
     model = build_model(cfg, datamodule)
     validate_model_data(cfg, model)
     task = build_task(cfg, model, datamodule)
-    if cfg.model.get("compile", False) or cfg.get("compile", False):
+    if cfg.model.get("compile", False):
         model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
     params = count_params(model)
     info["params"] = params
@@ -269,9 +269,9 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
         if not trainer.fast_dev_run:
             trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
         metrics.update(_scalar_metrics(trainer))
-        info["params"]["groups"] = {
-            str(g.get("name", i)): sum(p.numel() for p in g["params"])
-            for opt in trainer.optimizers for i, g in enumerate(opt.param_groups)}
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        info["params"]["groups"] = {k: v for k, v in param_group_summary(groups).items() if k != "total"}
+        info["params"]["group_members"] = param_group_members(groups)
         info["resumed_from"] = ckpt_path
         info["global_step"] = trainer.global_step
         write_info()

@@ -50,6 +50,10 @@ def test_arms_train_and_report(tmp_path, corpus, arm):
     assert sum(groups.values()) == run["params"]["trainable"]
     banded = arm != "lm_baseline"
     assert any(g.startswith("band_") for g in groups) == banded
+    members = run["params"]["group_members"]
+    assert set(members) == set(groups) and all(members.values())
+    if banded:
+        assert any("band" in name or "mlp" in name for name in members["band_0"])
     if arm in ("ablation_no_wormhole", "ablation_full", "ablation_band_only"):
         assert "band/0/delta_loss" in metrics and "band/6/delta_loss" in metrics
     csv_text = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]

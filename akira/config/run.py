@@ -69,7 +69,6 @@ class TrainConfig:
     ckpt_path: str | None = None
     train: bool = True
     test: bool = True
-    compile: bool = False
     # an experiment arm that needs one model config sets this (e.g. akira_band); a different model= fails
     requires_model: str | None = None
 
