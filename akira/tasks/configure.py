@@ -5,14 +5,14 @@ from typing import Any
 
 import torch
 
-from akira.tasks.optim import build_param_groups, warmup_cosine_lambda
+from akira.tasks.optim import WarmupCosine, build_param_groups
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float):
     """Step -> LR multiplier: linear warmup from 0, then constant or cosine to `min_lr_ratio`."""
     if schedule == "constant":
         return lambda step: step / warmup_steps if warmup_steps > 0 and step < warmup_steps else 1.0
-    return lambda step: warmup_cosine_lambda(step, warmup_steps, total_steps, min_lr_ratio)
+    return WarmupCosine(warmup_steps, total_steps, min_lr_ratio)
 
 
 def configure_optimizers(model: torch.nn.Module, optim: dict[str, Any], total_steps: int):

@@ -18,6 +18,7 @@ from torch import nn
 
 from akira.data.text.metrics import NLLSum
 from akira.tasks.configure import clip_gradients, configure_optimizers
+from akira.tasks.optim import group_norms
 
 
 class LanguageModelTask(pl.LightningModule):
@@ -102,6 +103,11 @@ class LanguageModelTask(pl.LightningModule):
             groups.setdefault(g.get("base", g.get("name", "shared")), []).extend(g["params"])
         return groups
 
+    @staticmethod
+    def _stat_key(group: str) -> str:
+        """`band_3` -> `band/3`; other groups keep their name (`shared`)."""
+        return group.replace("band_", "band/", 1) if group.startswith("band_") else group
+
     def _stats_step(self) -> bool:
         n = self.band_stats_every_n_steps
         return n > 0 and (self.global_step + 1) % n == 0
@@ -109,14 +115,11 @@ class LanguageModelTask(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         if not self._stats_step():
             return
-        stats = {}
+        norms = group_norms(optimizer.param_groups, "grad")  # per base group, one host sync
+        self.log_dict({f"{self._stat_key(name)}/grad_norm": v for name, v in norms.items()}, on_step=True,
+                      on_epoch=False)
         for name, params in self._band_groups(optimizer).items():
-            grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
-            if grads:
-                key = name.replace("band_", "band/") if name.startswith("band_") else name
-                stats[f"{key}/grad_norm"] = torch.stack(grads).norm()
             self._weights_before[name] = [p.detach().clone() for p in params]
-        self.log_dict(stats, on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if not self._weights_before:
@@ -128,8 +131,7 @@ class LanguageModelTask(pl.LightningModule):
                 continue
             delta = torch.stack([(p.detach().float() - b.float()).norm() for p, b in zip(params, before)]).norm()
             weight = torch.stack([b.float().norm() for b in before]).norm()
-            key = name.replace("band_", "band/") if name.startswith("band_") else name
-            stats[f"{key}/update_ratio"] = delta / weight.clamp_min(1e-12)
+            stats[f"{self._stat_key(name)}/update_ratio"] = delta / weight.clamp_min(1e-12)
         self._weights_before = {}
         self.log_dict(stats, on_step=True, on_epoch=False)
 
