@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -206,7 +208,38 @@ def _is_rank_zero() -> bool:
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
+class _SigintRecorder:
+    """Ctrl-C behaves as by default (KeyboardInterrupt) but is remembered for the run's status.
+
+    An interrupt can land inside code that swaps KeyboardInterrupt for another error (torch.save's zip writer
+    raises a RuntimeError from its `__exit__` when interrupted mid-write); such a run was still interrupted,
+    not failed. A no-op outside the main thread, where handlers cannot be installed.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_SigintRecorder":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
+    with _SigintRecorder() as sigint:
+        return _run_recording(cfg, fit, sigint)
+
+
+def _run_recording(cfg: DictConfig, fit: bool, sigint: _SigintRecorder) -> dict[str, Any]:
     output_dir = _output_dir()
     info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
     rank_zero = _is_rank_zero()
@@ -225,6 +258,9 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
         raise
     except Exception as exc:
         _traceback_to_log_file(exc)
+        if sigint.received:  # the error is the interrupt's consequence (see _SigintRecorder)
+            info["status"], exit_code = "interrupted", 130
+            raise KeyboardInterrupt from exc
         info["status"], info["error"] = "failed", f"{type(exc).__name__}: {exc}"
         first = (str(exc).strip().splitlines() or [""])[0]
         raise RunFailed(f"run failed: {type(exc).__name__}: {first} (traceback in {_log_file()})") from exc

@@ -212,3 +212,32 @@ def test_basic_multirun_keeps_going_after_a_failed_job(tmp_path):
     assert "data.grid" in proc.stderr.strip().splitlines()[-1]
     done = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/run.json")]
     assert sorted(done) == ["completed", "config_error"]
+
+
+def test_an_error_caused_by_ctrl_c_is_recorded_as_an_interrupt(tmp_path, monkeypatch):
+    """torch.save's zip writer turns a Ctrl-C mid-write into a RuntimeError: the run is interrupted, not failed."""
+    import akira.run as run_module
+
+    def interrupted_mid_write(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RuntimeError("PytorchStreamWriter failed writing file data") from None
+        raise AssertionError("SIGINT was not delivered")
+
+    monkeypatch.setattr(run_module, "_build_and_run", interrupted_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, ["model=mlp2d"])
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["exit_code"] == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+    def plain_failure(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_module, "_build_and_run", plain_failure)
+    with pytest.raises(RuntimeError, match="run failed: RuntimeError: boom"):
+        _train(tmp_path, ["model=mlp2d"])
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "failed" and run["exit_code"] == 1
