@@ -60,7 +60,8 @@ class LanguageModelTask(pl.LightningModule):
         x, y = batch[0], batch[1]
         _, loss = self.model(x, y)
         self._recent_train.append(loss.detach())
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # sync_dist: under DDP the logged curve is the global batch's loss (one scalar all-reduce per step)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         return loss
 
     def _eval_step(self, batch, metric: NLLSum, band_metrics=None) -> None:
@@ -86,7 +87,8 @@ class LanguageModelTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         out = self._log_split("val", self.val_nll, None)
         if self._recent_train:
-            out["val/gap"] = out["val/loss"] - torch.stack(list(self._recent_train)).mean()
+            recent = self.trainer.strategy.reduce(torch.stack(list(self._recent_train)).mean(), reduce_op="mean")
+            out["val/gap"] = out["val/loss"] - recent
         for i, band_metric in enumerate(self.band_nll):
             out[f"band/{i}/delta_loss"] = band_metric.compute() - out["val/loss"]
             band_metric.reset()

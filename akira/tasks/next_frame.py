@@ -88,7 +88,9 @@ class NextFrameTask(pl.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._train_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # sync_dist: under DDP the logged curve is the global batch's loss (one scalar all-reduce per step),
+        # comparable with a one-device run at the same global batch
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         return loss
 
     def _evaluate(self, batch: torch.Tensor, metrics: _EvalMetrics) -> torch.Tensor:
