@@ -317,3 +317,14 @@ def test_all_models_share_the_interface():
         assert model.is_trainable == (count_parameters(model) > 0)
         assert model(frames).shape == (2, 5, 5)
         assert model(frames[:, -model.context_frames :]).shape == (2, 5, 5)
+
+
+def test_convlstm_forward_sequence_from_a_start_frame_equals_the_tail():
+    torch.manual_seed(0)
+    model = ConvLSTMPredictor(hidden=4, layers=2, kernel=3, context=3)
+    frames = torch.rand(2, 6, 7, 9)
+    full = model.forward_sequence(frames)
+    for start in (0, 2, 5):
+        torch.testing.assert_close(model.forward_sequence(frames, start=start), full[:, start:], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="start must be in"):
+        model.forward_sequence(frames, start=6)

@@ -272,3 +272,19 @@ def test_runs_under_bf16_autocast():
         y = model.forward_sequence(x)
     assert y.dtype == torch.float32 and torch.isfinite(y).all()
     assert (y - model.forward_sequence(x)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("which", list(ATTN))
+def test_forward_sequence_from_a_start_frame_equals_the_tail_of_the_full_sequence(which):
+    """Training skips the padded-history queries (start = T - 1): same outputs, only fewer query frames."""
+    model = _model(**ATTN[which]).eval()
+    x = _clip(s=9)
+    with torch.no_grad():
+        full = model.forward_sequence(x)
+        for start in (1, model.time_depth - 1, model.time_depth, x.shape[1] - 1):
+            part = model.forward_sequence(x, start=start)
+            assert part.shape == (x.shape[0], x.shape[1] - start, *x.shape[2:])
+            torch.testing.assert_close(part, full[:, start:], rtol=0, atol=1e-5)
+    for bad in (-1, x.shape[1]):
+        with pytest.raises(ValueError, match="start must be in"):
+            model.forward_sequence(x, start=bad)

@@ -79,9 +79,9 @@ class NextFrameTask(pl.LightningModule):
 
     def _train_loss(self, batch: torch.Tensor) -> torch.Tensor:
         if self.loss_on == "clip" and hasattr(self.model, "forward_sequence"):
-            preds = self.model.forward_sequence(batch[:, :-1])  # (B, T-1, H, W): pred of frame t+1
-            start = self.context - 1  # predictions that saw a full context of real frames
-            return F.mse_loss(preds[:, start:].float(), batch[:, start + 1:].float())
+            start = self.context - 1  # only predictions that saw a full context of real frames are scored
+            preds = self.model.forward_sequence(batch[:, :-1], start=start)  # (B, L-1-start, H, W): frame t+1
+            return F.mse_loss(preds.float(), batch[:, start + 1:].float())
         pred = self(batch[:, : self.history])
         return F.mse_loss(pred.float(), batch[:, self.history].float())
 

@@ -112,16 +112,20 @@ class ConvLSTMPredictor(NextFrameModel):
         x = self.last_frames(frames)
         return self._decode(self._encode(x)[:, -1], x[:, -1])
 
-    def forward_sequence(self, frames: Tensor) -> Tensor:
-        """One-step predictions after every prefix: ``frames (B, T, H, W)`` -> ``(B, T, H, W)``.
+    def forward_sequence(self, frames: Tensor, start: int = 0) -> Tensor:
+        """One-step predictions after every prefix: ``frames (B, T, H, W)`` -> ``(B, T - start, H, W)``.
 
-        Output ``[:, t]`` predicts frame ``t + 1`` from frames ``0 .. t`` only (causal by construction);
-        the state starts at zero at frame 0, so early outputs have seen fewer than ``context`` frames.
+        Output ``[:, t - start]`` predicts frame ``t + 1`` from frames ``0 .. t`` only (causal by
+        construction); the state starts at zero at frame 0, so early outputs have seen fewer than ``context``
+        frames. ``start`` skips the head for the first outputs (the recurrence still runs over every frame).
         """
         x = check_frames(frames, 1)
         b, t, h, w = x.shape
-        hid = self._encode(x)
-        return self._decode(hid.reshape(b * t, -1, h, w), x.reshape(b * t, h, w)).view(b, t, h, w)
+        if not 0 <= start < t:
+            raise ValueError(f"start must be in [0, {t}) for {t} frames; got {start}")
+        hid = self._encode(x)[:, start:]
+        n = t - start
+        return self._decode(hid.reshape(b * n, -1, h, w), x[:, start:].reshape(b * n, h, w)).view(b, n, h, w)
 
     def extra_repr(self) -> str:
         return f"context={self.context_frames}, residual={self.residual}"

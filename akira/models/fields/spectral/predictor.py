@@ -419,18 +419,24 @@ class Spectral2DPredictor(NextFrameModel):
         keys = {k: per[k] for k in self._key_names()}
         return self._attend(keys, self._query(per, 1), energy)[:, 0]
 
-    def forward_sequence(self, frames: Tensor) -> Tensor:
-        """Parallel mode: ``frames (B, S, H, W)`` -> ``(B, S, H, W)``; output ``t`` predicts frame ``t + 1``
-        from frames ``<= t`` only (history before frame 0 = copies of frame 0)."""
+    def forward_sequence(self, frames: Tensor, start: int = 0) -> Tensor:
+        """Parallel mode: ``frames (B, S, H, W)`` -> ``(B, S - start, H, W)``; output ``t - start`` predicts
+        frame ``t + 1`` from frames ``<= t`` only (history before frame 0 = copies of frame 0).
+
+        ``start`` skips the attention for the first query frames (training on positions with a full window
+        uses ``start = T - 1``: no padded history and ``S - start`` instead of ``S`` query frames of work).
+        """
         x = check_frames(frames, 1)
         s = x.shape[1]
+        if not 0 <= start < s:
+            raise ValueError(f"start must be in [0, {s}) for {s} frames; got {start}")
         per, energy = self._per_frame(x)
-        pad = self.time_depth - 1
+        first = start - (self.time_depth - 1)  # the oldest key frame of query frame `start`
         keys = {}
         for k in self._key_names():
             v = per[k]
-            keys[k] = torch.cat([v[:, :1].expand(-1, pad, *v.shape[2:]), v], dim=1) if pad else v
-        return self._attend(keys, self._query(per, s), energy)
+            keys[k] = v[:, first:] if first >= 0 else torch.cat([v[:, :1].expand(-1, -first, *v.shape[2:]), v], 1)
+        return self._attend(keys, self._query(per, s - start), energy)
 
     def init_state(self, batch: int, height: int, width: int) -> dict:
         """Empty streaming state for ``batch`` streams of ``height x width`` frames.
