@@ -224,7 +224,7 @@ class _SigintRecorder:
         self.received = True
         raise KeyboardInterrupt
 
-    def __enter__(self) -> "_SigintRecorder":
+    def __enter__(self) -> _SigintRecorder:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
