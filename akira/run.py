@@ -253,9 +253,13 @@ def _run_recording(cfg: DictConfig, fit: bool, sigint: _SigintRecorder) -> dict[
     except ConfigError:
         info["status"], exit_code = "config_error", 2
         raise
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as exc:
         info["status"], exit_code = "interrupted", 130
-        raise
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        # Lightning ends a run stopped by SIGTERM (SIGTERMException) or Ctrl-C with SystemExit (code None or
+        # 1): the CLI must still exit 130, not 0
+        raise KeyboardInterrupt(f"{type(exc).__name__}") from exc
     except Exception as exc:
         _traceback_to_log_file(exc)
         if sigint.received:  # the error is the interrupt's consequence (see _SigintRecorder)

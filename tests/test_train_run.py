@@ -97,7 +97,9 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(b["state_dict"][key], value, msg=key)
 
 
-def test_resume_after_kill_continues_from_the_saved_step(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_resume_after_kill_continues_from_the_saved_step(tmp_path, sig):
+    """SIGKILL (nothing runs) or SIGTERM (Lightning stops at the next step: run.json says interrupted, exit 130)."""
     run_dir = tmp_path / "run"
     args = [sys.executable, str(ROOT / "train.py"), *TINY, "model=convlstm", "model.hidden=4", "model.layers=1",
             "trainer.max_steps=100000", "trainer.val_check_interval=1000", "callbacks.frame_panels=null",
@@ -109,9 +111,14 @@ def test_resume_after_kill_continues_from_the_saved_step(tmp_path):
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert last.exists(), proc.stderr.read().decode()[-2000:]
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    stderr = proc.stderr.read().decode()
+    assert last.exists(), stderr[-2000:]
+    if sig == signal.SIGTERM:
+        assert code == 130, stderr[-2000:]
+        assert stderr.strip().splitlines()[-1] == "akira: interrupted"
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     saved = _state(last)["global_step"]
     assert saved >= 5 and saved % 5 == 0
     resume = [a for a in args if not a.startswith("trainer.max_steps")] + [f"trainer.max_steps={saved + 3}",
