@@ -79,3 +79,27 @@ def test_cli_config_errors_exit_2_with_one_line(args, needle):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0] and lines[0].startswith("akira: config error:")
+
+
+def test_lm_schema_mirrors_lm_config():
+    """conf's `model/` schema for LMs lists LMConfig's fields with the same defaults (kept separate so composing
+    a config never imports torch); a field added to one and not the other fails here."""
+    import dataclasses
+
+    from akira.config.models import LMModelConfig
+    from akira.models.lm import LMConfig
+
+    framework = {"_target_", "kind", "compile", "vocab_pad_multiple"}
+    schema = {f.name: f for f in dataclasses.fields(LMModelConfig) if f.name not in framework}
+    model = {f.name: f for f in dataclasses.fields(LMConfig)}
+    assert schema.keys() == model.keys()
+
+    def default(f):
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+    for name in model.keys() - {"vocab_size"}:  # the schema's vocab_size=None means "from the tokenizer"
+        ours, theirs = default(schema[name]), default(model[name])
+        if name == "band_widths":  # a list in the schema (OmegaConf has no tuples)
+            ours, theirs = list(ours), list(theirs)
+        assert ours == theirs, name
+    assert default(schema["vocab_size"]) is None
