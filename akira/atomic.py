@@ -44,13 +44,15 @@ def commit(tmp: Path, path: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """`with atomic_open(p) as f: ...` writes `p` atomically; on an exception `p` is left untouched."""
+def atomic_open(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO]:
+    """`with atomic_open(p) as f: ...` writes `p` atomically; on an exception `p` is left untouched.
+
+    `open_kwargs` go to `open` (e.g. `encoding="utf-8", newline=""` for text)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, mode, **open_kwargs) as f:
             yield f
         commit(tmp, path)
     finally:

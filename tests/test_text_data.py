@@ -280,3 +280,50 @@ def test_wikitext_files_already_under_data_dir_need_no_download(tmp_path):
                         download=False, num_proc=1)
     dm.prepare_data()
     assert dm.documents("train") == 6 and dm.cache("test").bin_path.is_relative_to(tmp_path / "data" / "wikitext-2" / "cache" / "raw")
+
+
+def test_zip_mirror_download_writes_the_splits_atomically(tmp_path, monkeypatch):
+    """The download path without network: urlopen serves a local zip shaped like the mirror's."""
+    import io
+    import urllib.request
+    import zipfile
+
+    from akira.data.text import hub
+
+    buf = io.BytesIO()
+    texts = {s: f" = {s} = \n \n text of {s} \n" for s in ("train", "valid", "test")}
+    with zipfile.ZipFile(buf, "w") as z:
+        for split, text in texts.items():
+            z.writestr(f"wikitext-2-raw/wiki.{split}.raw", text)
+    urls = []
+
+    def fake_urlopen(url, timeout=None):
+        urls.append(url)
+        if "huggingface" in url:
+            raise ConnectionError("HTTPSConnectionPool(host='huggingface.co', port=443): Max retries " + "x" * 200)
+        return io.BytesIO(buf.getvalue())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(hub, "_from_hub_parquet", lambda *a: (_ for _ in ()).throw(ConnectionError("no network")))
+    dest = hub.download_wikitext("wikitext-2", "raw", tmp_path / "wt2")
+    assert urls == [f"{hub.ZIP_MIRROR}/wikitext-2-raw-v1.zip"]
+    for split, text in texts.items():
+        assert (dest / f"wiki.{split}.raw").read_text(encoding="utf-8") == text
+    assert sorted(p.name for p in dest.iterdir()) == ["wiki.test.raw", "wiki.train.raw", "wiki.valid.raw"]
+
+
+def test_failed_downloads_end_in_one_short_line(tmp_path, monkeypatch):
+    from akira.data.text import hub
+
+    def fail(*args):
+        raise ConnectionError("HTTPSConnectionPool(host='example.org', port=443): Max retries exceeded with url: "
+                              + "/x" * 200 + "\nsecond line")
+
+    monkeypatch.setattr(hub, "_from_hub_parquet", fail)
+    monkeypatch.setattr(hub, "_from_zip_mirror", fail)
+    with pytest.raises(FileNotFoundError) as info:
+        hub.download_wikitext("wikitext-2", "raw", tmp_path / "wt2")
+    msg = str(info.value)
+    assert "\n" not in msg and "second line" not in msg
+    assert msg.count("ConnectionError: HTTPSConnectionPool(host='example.org', port=443): Max retries") == 2
+    assert str(tmp_path / "wt2") in msg and len(msg) < 1200

@@ -18,6 +18,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from akira.atomic import atomic_open
+
 from .sources import SPLITS, wikitext_filename
 
 HUB_REPO = "Salesforce/wikitext"
@@ -39,6 +41,14 @@ def hub_config(name: str, variant: str) -> str:
         return CONFIGS[(name, variant)]
     except KeyError:
         raise ValueError(f"data.source={name!r}, data.variant={variant!r}: expected one of {sorted(CONFIGS)}") from None
+
+
+def brief_error(exc: BaseException, limit: int = 120) -> str:
+    """``Type: first line of the message`` cut at a word boundary (network errors carry very long reprs)."""
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def have_files(dest: str | os.PathLike, variant: str) -> bool:
@@ -72,20 +82,8 @@ def download_wikitext(name: str, variant: str, dest: str | os.PathLike, allow_do
             if have_files(dest, variant):
                 return dest
         except Exception as e:  # noqa: BLE001 - collected into one message below
-            errors.append(f"{fetch.__name__.strip('_')}: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+            errors.append(f"{fetch.__name__.strip('_')}: {brief_error(e)}")
     raise FileNotFoundError(offline_message(name, variant, dest, "the download failed (" + "; ".join(errors) + ")"))
-
-
-def _atomic_text_writer(path: Path):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    return os.fdopen(fd, "w", encoding="utf-8", newline=""), Path(tmp)
-
-
-def _commit(f, tmp: Path, path: Path) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    f.close()
-    os.replace(tmp, path)
 
 
 def _from_hub_parquet(config: str, variant: str, dest: Path) -> None:
@@ -95,20 +93,13 @@ def _from_hub_parquet(config: str, variant: str, dest: Path) -> None:
         files = _hub_parquet_files(config, HUB_SPLIT[split])
         if not files:
             raise FileNotFoundError(f"no {config}/{HUB_SPLIT[split]}-*.parquet in {HUB_REPO}")
-        out = dest / wikitext_filename(split, variant)
-        f, tmp = _atomic_text_writer(out)
-        try:
+        with atomic_open(dest / wikitext_filename(split, variant), "w", encoding="utf-8", newline="") as f:
             for fname in files:
                 table = pq.ParquetFile(_hub_download(fname, dest / ".hub"))
                 for batch in table.iter_batches(columns=["text"], batch_size=65536):
                     for row in batch.column(0).to_pylist():
                         row = row or " \n"  # the hub stores the original blank lines ' ' as ''
                         f.write(row if row.endswith("\n") else row + "\n")
-            _commit(f, tmp, out)
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
     shutil.rmtree(dest / ".hub", ignore_errors=True)
 
 
@@ -149,14 +140,7 @@ def _from_zip_mirror(config: str, variant: str, dest: Path) -> None:
             for split in SPLITS:
                 member = f"{ZIP_DIRS[config]}/{wikitext_filename(split, variant)}"
                 out = dest / wikitext_filename(split, variant)
-                w, wtmp = _atomic_text_writer(out)
-                try:
-                    with z.open(member) as src:
-                        shutil.copyfileobj(io.TextIOWrapper(src, encoding="utf-8", newline=""), w)
-                    _commit(w, wtmp, out)
-                except BaseException:
-                    w.close()
-                    wtmp.unlink(missing_ok=True)
-                    raise
+                with z.open(member) as src, atomic_open(out, "w", encoding="utf-8", newline="") as w:
+                    shutil.copyfileobj(io.TextIOWrapper(src, encoding="utf-8", newline=""), w)
     finally:
         Path(tmp).unlink(missing_ok=True)

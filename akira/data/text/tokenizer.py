@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_write_bytes
+from .hub import brief_error
 
 TOKENIZERS = ("gpt2", "bpe", "byte")
 EOT = "<|endoftext|>"
@@ -143,7 +144,7 @@ def load_gpt2(tokenizer_dir: str | os.PathLike | None = None, allow_download: bo
         try:
             return GPT2Tokenizer(tiktoken.get_encoding("gpt2"), "tiktoken-cache" if cached else "download")
         except Exception as e:  # noqa: BLE001 - network/cache failures end in the one line below
-            why = f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+            why = brief_error(e)
     else:
         why = "downloads are off"
     raise FileNotFoundError(
