@@ -5,7 +5,9 @@ A job is a directory with `run.json` (`.hydra/overrides.yaml` as a fallback) bel
 its command-line overrides minus `seed`, `ckpt_path`, `hydra.*` and the overrides shared by every job (the
 task name if nothing differs). Per arm: the final numbers of `metrics.json` as mean ± sample std over the
 arm's finished jobs (n = number of seeds), parameter counts and throughput; from `metrics.csv`: validation
-loss against steps (and tokens for text runs), per-band delta-loss curves (`band/<i>/delta_loss`).
+loss against steps (and tokens for text runs), per-band delta-loss curves (`band/<i>/delta_loss`). For a
+gpu_pool sweep, a "GPU pool" section: wall time against the jobs one after another, each GPU's occupancy and
+its nvidia-smi utilisation (`gpu_samples.csv`, copied next to the report; `gpu_utilization.png`).
 
 `report.csv` is long-form: one row per (arm, metric) with n, mean, std, min, max and the per-job values.
 """
@@ -23,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from akira.atomic import atomic_open
+from akira.atomic import atomic_open, atomic_write_bytes
+from akira.launch.gpu_monitor import SAMPLES_FILE
+from akira.launch.utilization import pool_usage
 
 IGNORED_KEYS = ("seed", "ckpt_path")
 # the final numbers shown first (whichever exist), then cost
@@ -331,6 +335,46 @@ def plot_run_curves(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path
     return _save(fig, Path(path))
 
 
+def plot_gpu_utilization(usage: dict, path: Path) -> Path | None:
+    """nvidia-smi utilisation of every pool GPU over the sweep (from `pool_usage`)."""
+    from akira.launch.gpu_monitor import samples_by_pool_id
+
+    by_gpu = {g: rows for g, rows in samples_by_pool_id(usage["samples"], list(usage["gpus"])).items() if rows}
+    if not by_gpu:
+        return None
+    fig = _figure(7.0, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for gpu, rows in by_gpu.items():
+        ax.plot([r["time"] - usage["start"] for r in rows], [r["utilization_gpu"] for r in rows], label=f"GPU {gpu}",
+                lw=1.0)
+    ax.set_xlabel("seconds since the first job started")
+    ax.set_ylabel("utilization (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("GPU utilization during the sweep (nvidia-smi)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _gpu_pool_lines(usage: dict) -> list[str]:
+    """The report's "GPU pool" section: wall time against one-after-another, and each GPU's use."""
+    lines = ["", "## GPU pool", "",
+             f"{usage['jobs']} job(s) ran in {usage['wall_seconds']:.1f} s of wall time; one after another they "
+             f"take {usage['serial_seconds']:.1f} s (the sum of their times): {usage['speedup']:.2f}x.", ""]
+
+    def pct(x):
+        return "" if x is None else f"{100 * x:.0f}%"
+
+    body = [[gpu, g["jobs"], f"{g['held_seconds']:.1f}", pct(g["occupancy"]), g["samples"],
+             "" if g["mean_utilization"] is None else f"{g['mean_utilization']:.0f}%", pct(g["busy_fraction"]),
+             "" if g["max_memory_mib"] is None else f"{g['max_memory_mib']:.0f}"] for gpu, g in usage["gpus"].items()]
+    lines += _md_table(["GPU", "jobs", "held s", "held / wall", "samples", "mean util.",
+                        f"samples >= {usage['busy_threshold']:.0f}%", "max MiB"], body)
+    if not usage["samples"]:
+        lines += ["", "No nvidia-smi samples (`gpu_samples.csv`) were taken during this sweep."]
+    return lines
+
+
 # ------------------------------------------------------------------------------------------ report
 def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -351,7 +395,7 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     rows = summarize(jobs)
     paths: dict[str, Path] = {}
 
-    with open(out / "report.csv", "w", newline="") as f:
+    with atomic_open(out / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["arm", "metric", "n", "mean", "std", "min", "max", "values"])
         for r in rows:
@@ -396,13 +440,22 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
                        [[j.dir.name, j.arm, j.seed, j.status,
                          *[_fmt(j.metrics[k]) if isinstance(j.metrics.get(k), (int, float)) else "" for k in shown],
                          j.metrics.get("params_total", j.params.get("total", ""))] for j in jobs])
+    usage = pool_usage(sweep_dir)
+    if usage is not None:
+        lines += _gpu_pool_lines(usage)
+        gpu_plot = plot_gpu_utilization(usage, out / "gpu_utilization.png")
+        if gpu_plot is not None:
+            paths["gpu_utilization"] = gpu_plot
+        samples = sweep_dir / SAMPLES_FILE
+        if samples.is_file() and out.resolve() != sweep_dir.resolve():
+            atomic_write_bytes(out / SAMPLES_FILE, samples.read_bytes())  # the samples travel with the report
     if paths.keys() - {"csv"}:
         lines += ["", "## Plots", ""]
         for key, p in paths.items():
             if key != "csv":
                 lines.append(f"![{key}]({os.path.relpath(p, out)})")
     lines += ["", "All metrics of every arm: `report.csv` (long form)."]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     paths["md"] = out / "report.md"
     return paths
 

@@ -167,17 +167,21 @@ def test_a_signal_stops_every_child_and_its_process_group(tmp_path, sig):
 
 
 # ------------------------------------------------------------------------------------------ real sweeps
-def _multirun(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
+def _multirun(args: list[str], timeout: int = 400, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([PY, str(ROOT / "train.py"), "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 def test_gpu_pool_sweep_failures_and_rerun(tmp_path):
-    """4 tiny fields jobs on a fake pool of 2 GPU ids; the last (data.grid=4) fails at build time."""
+    """4 tiny fields jobs on a fake pool of 2 GPU ids (a fake nvidia-smi answers the utilisation sampler);
+    the last (data.grid=4) fails at build time."""
+    from tests.test_gpu_monitor import fake_nvidia_smi
+
     sweep = tmp_path / "sweep"
     args = [*JOB, "data.grid=16,12,10,4", "seed=3", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]",
-            f"hydra.sweep.dir={sweep}"]
-    first = _multirun(args)
+            "hydra.launcher.gpu_sample_interval_s=0.1", f"hydra.sweep.dir={sweep}"]
+    smi = fake_nvidia_smi(tmp_path / "bin")
+    first = _multirun(args, env={"PATH": f"{smi.parent}{os.pathsep}{os.environ['PATH']}"})
     assert first.returncode == 1, first.stderr[-3000:]
     last = first.stderr.strip().splitlines()[-1]
     assert last.startswith("akira: error: 1 of 4 sweep jobs failed") and "data.grid: must be >= 8" in last
@@ -198,6 +202,11 @@ def test_gpu_pool_sweep_failures_and_rerun(tmp_path):
     for j in jobs[:3]:
         assert json.loads((Path(j["job_dir"]) / "metrics.json").read_text())["test/mse"] > 0
         assert (Path(j["job_dir"]) / "checkpoints" / "last.ckpt").is_file()
+    from akira.launch.utilization import pool_usage
+
+    usage = pool_usage(sweep)  # samples of both pool GPUs were taken while the jobs ran
+    assert usage["jobs"] == 4 and all(g["samples"] > 0 and g["jobs"] > 0 for g in usage["gpus"].values())
+    assert usage["serial_seconds"] > usage["wall_seconds"]  # two jobs at a time
 
     # re-run into the same dir: finished jobs are skipped, an unfinished one resumes from its last.ckpt
     unfinished = Path(jobs[1]["job_dir"])

@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from akira.launch.gpu_monitor import GpuMonitor
 from akira.launch.gpus import GpuPool, resolve_gpus
 from akira.launch.runner import PLANNED, JobResult, JobSpec, SweepInterrupted, run_jobs
 from akira.launch.sweep import (
@@ -55,6 +56,7 @@ class LauncherOptions:
     script: str | None = None
     dry_run: bool = False
     env: dict | None = None
+    gpu_sample_interval_s: float = 5.0
 
 
 def app_command(script: str | None, cwd: str) -> list[str]:
@@ -203,10 +205,12 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
     def on_update(results):
         write_state(sweep_dir, results, meta)
 
+    monitor = GpuMonitor(sweep_dir, opts.gpu_sample_interval_s if pool.has_gpus else 0)
     try:
-        results = run_jobs(specs, pool, opts.max_parallel, env=env, cwd=cwd, log_name=opts.log_name,
-                           poll_s=opts.poll_interval_s, kill_grace_s=opts.kill_grace_s,
-                           threads_per_job=opts.threads_per_job, on_update=on_update)
+        with monitor:
+            results = run_jobs(specs, pool, opts.max_parallel, env=env, cwd=cwd, log_name=opts.log_name,
+                               poll_s=opts.poll_interval_s, kill_grace_s=opts.kill_grace_s,
+                               threads_per_job=opts.threads_per_job, on_update=on_update)
     except SweepInterrupted as exc:
         write_state(sweep_dir, exc.results, meta)
         print(format_table(exc.results, sweep_dir), file=sys.stderr, flush=True)

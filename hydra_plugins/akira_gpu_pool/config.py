@@ -37,6 +37,8 @@ class GpuPoolLauncherConf:
     dry_run: bool = False
     # extra environment variables for every job
     env: Dict[str, str] = field(default_factory=dict)
+    # nvidia-smi utilisation/memory samples every N seconds into <sweep dir>/gpu_samples.csv (0: off)
+    gpu_sample_interval_s: float = 5.0
 
 
 @dataclass
