@@ -35,7 +35,8 @@ PRIMARY = ["val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "val
            "test/mse_copy_last", "test/mse_linear", "test/skill", "test/psnr", "test/ssim", "test/rollout_mse_h10",
            "test_reference/mse", "test_reference/skill"]
 COST = ["params_total", "params_non_embedding", "throughput/tokens_per_sec", "throughput/frames_per_sec",
-        "throughput/mfu", "train_seconds"]
+        "throughput/tokens_per_sec_per_device", "throughput/frames_per_sec_per_device", "throughput/mfu",
+        "train_seconds"]
 BAND_DELTA = re.compile(r"^band/(\d+)/delta_loss$")
 
 

@@ -174,7 +174,8 @@ def _throughput(callbacks: list, unit: str) -> dict[str, float]:
 
     for cb in callbacks:
         if isinstance(cb, Throughput) and cb.mean_rate() is not None:
-            return {f"throughput/{unit}_per_sec": cb.mean_rate()}
+            return {f"throughput/{unit}_per_sec": cb.mean_rate(),
+                    f"throughput/{unit}_per_sec_per_device": cb.mean_rate() / cb.world_size}
     return {}
 
 

@@ -81,7 +81,7 @@ def test_ddp_two_ranks_match_one_process_at_the_same_global_batch(tmp_path, task
         data, batch = _lm_data(tmp_path), "data.batch_size"
     runs = {"one": ["trainer=cpu", f"{batch}=4"],
             "ddp": ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"{batch}=2"]}
-    curves, weights = {}, {}
+    curves, weights, rates = {}, {}, {}
     for name, extra in runs.items():
         run_dir = tmp_path / name
         done = subprocess.run([sys.executable, str(ROOT / "train.py"), *data, *common, *extra,
@@ -89,6 +89,10 @@ def test_ddp_two_ranks_match_one_process_at_the_same_global_batch(tmp_path, task
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert done.returncode == 0, done.stderr[-3000:]
         curves[name], weights[name] = _train_loss_curve(run_dir), _final_weights(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        unit = "frames" if task == "fields" else "tokens"
+        rates[name] = metrics[f"throughput/{unit}_per_sec"], metrics[f"throughput/{unit}_per_sec_per_device"]
+    assert rates["one"][1] == pytest.approx(rates["one"][0]) and rates["ddp"][1] == pytest.approx(rates["ddp"][0] / 2)
     assert sorted(curves["one"]) == sorted(curves["ddp"]) and len(curves["one"]) >= 5
     for step, loss in curves["one"].items():
         assert curves["ddp"][step] == pytest.approx(loss, rel=1e-4), step

@@ -1,4 +1,5 @@
-"""Training throughput (`throughput/<unit>_per_sec`) and, where FLOPs are known, MFU.
+"""Training throughput (`throughput/<unit>_per_sec`, all devices together, and
+`throughput/<unit>_per_sec_per_device`, for scaling efficiency under DDP) and, where FLOPs are known, MFU.
 
 The task provides `throughput_unit` ("frames" or "tokens") and `items_per_batch(batch)`; optionally
 `flops_per_item()` for MFU against `PEAK_BF16_FLOPS` (dense, no sparsity).
@@ -36,6 +37,7 @@ class Throughput(pl.Callback):
         self._total_items = 0
         self._total_seconds = 0.0
         self._step_start = None
+        self.world_size = 1
 
     def _sync(self, trainer: pl.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":
@@ -47,6 +49,7 @@ class Throughput(pl.Callback):
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.world_size = trainer.world_size
         items = int(pl_module.items_per_batch(batch)) * trainer.world_size
         step = trainer.global_step
         if step <= self.warmup_steps:  # compile/cudnn warm-up stays out of the numbers
@@ -61,7 +64,7 @@ class Throughput(pl.Callback):
             self._total_seconds += seconds
             rate = self._window_items / max(seconds, 1e-9)
             unit = getattr(pl_module, "throughput_unit", "items")
-            metrics = {f"throughput/{unit}_per_sec": rate}
+            metrics = {f"throughput/{unit}_per_sec": rate, f"throughput/{unit}_per_sec_per_device": rate / self.world_size}
             flops = getattr(pl_module, "flops_per_item", None)
             if callable(flops) and trainer.strategy.root_device.type == "cuda":
                 peak = peak_flops(torch.cuda.get_device_name(trainer.strategy.root_device))
