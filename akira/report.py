@@ -383,6 +383,15 @@ def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]
     return out
 
 
+def _same_as_total(key: str, arms: Sequence[str], by: dict) -> bool:
+    """A per-device throughput column that equals the total in every arm (one-device runs) is left out."""
+    if not key.endswith("_per_device"):
+        return False
+    total = key.removesuffix("_per_device")
+    return all(by.get((a, key)) is None or by.get((a, total)) is not None
+               and math.isclose(by[(a, key)]["mean"], by[(a, total)]["mean"], rel_tol=1e-9) for a in arms)
+
+
 def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Write report.md, report.csv and the plots into `out_dir` (default: the sweep dir); returns paths."""
     sweep_dir = Path(sweep_dir)
@@ -421,7 +430,7 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     arms = arms_of(jobs)
     present = {r["metric"] for r in rows}
     primary = [k for k in PRIMARY if k in present]
-    cost = [k for k in COST if k in present]
+    cost = [k for k in COST if k in present and not _same_as_total(k, arms, by)]
     statuses = {}
     for j in jobs:
         statuses[j.status] = statuses.get(j.status, 0) + 1

@@ -119,3 +119,17 @@ def test_report_of_a_real_tiny_sweep_matches_metrics_json(tmp_path):
     md = (sweep / "report.md").read_text()
     assert "| model=mlp2d | 2 |" in md and "| model=linear | 2 |" in md
     assert (sweep / "val_loss_steps.png").exists() and (sweep / "throughput.png").exists()
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_per_device_throughput_column_only_when_it_differs(tmp_path, devices):
+    sweep = tmp_path / "sweep"
+    for num, seed in enumerate((1, 2)):
+        d = _fake_job(sweep, num, "lm_baseline", seed, 3.0)
+        metrics = json.loads((d / "metrics.json").read_text())
+        metrics["throughput/tokens_per_sec_per_device"] = metrics["throughput/tokens_per_sec"] / devices
+        (d / "metrics.json").write_text(json.dumps(metrics))
+    write_report(sweep)
+    md = (sweep / "report.md").read_text()
+    assert ("throughput/tokens_per_sec_per_device" in md) == (devices > 1)
+    assert "throughput/tokens_per_sec " in md or "throughput/tokens_per_sec |" in md
