@@ -70,8 +70,10 @@ def _lm_data(tmp_path) -> list[str]:
 @pytest.mark.parametrize("task", ["fields", "lm"])
 def test_ddp_two_ranks_match_one_process_at_the_same_global_batch(tmp_path, task):
     """2 ranks x batch B == 1 process x batch 2B: the same logged loss curve and the same final weights."""
+    # whole val/test sets at a fixed eval batch: the same evaluation whatever the number of ranks
     common = ["trainer.max_steps=6", "trainer.log_every_n_steps=1", "trainer.val_check_interval=3",
-              "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+              "trainer.limit_val_batches=1.0", "trainer.limit_test_batches=1.0", "data.eval_batch_size=4",
+              "trainer.enable_progress_bar=false",
               "trainer.enable_model_summary=false", "callbacks.progress_bar=null", "callbacks.frame_panels=null",
               "callbacks.last_checkpoint.every_n_train_steps=3", "trainer.precision=32-true"]
     if task == "fields":
@@ -81,7 +83,7 @@ def test_ddp_two_ranks_match_one_process_at_the_same_global_batch(tmp_path, task
         data, batch = _lm_data(tmp_path), "data.batch_size"
     runs = {"one": ["trainer=cpu", f"{batch}=4"],
             "ddp": ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"{batch}=2"]}
-    curves, weights, rates = {}, {}, {}
+    curves, weights, rates, finals = {}, {}, {}, {}
     for name, extra in runs.items():
         run_dir = tmp_path / name
         done = subprocess.run([sys.executable, str(ROOT / "train.py"), *data, *common, *extra,
@@ -92,6 +94,10 @@ def test_ddp_two_ranks_match_one_process_at_the_same_global_batch(tmp_path, task
         metrics = json.loads((run_dir / "metrics.json").read_text())
         unit = "frames" if task == "fields" else "tokens"
         rates[name] = metrics[f"throughput/{unit}_per_sec"], metrics[f"throughput/{unit}_per_sec_per_device"]
+        finals[name] = {k: metrics[k] for k in (("val/loss", "test/mse", "test/mse_copy_last", "test_reference/mse")
+                                                if task == "fields" else ("val/loss", "val/ppl", "test/ppl"))}
+    for key, value in finals["one"].items():  # evaluation is the same whatever the number of ranks
+        assert finals["ddp"][key] == pytest.approx(value, rel=1e-4), key
     assert rates["one"][1] == pytest.approx(rates["one"][0]) and rates["ddp"][1] == pytest.approx(rates["ddp"][0] / 2)
     assert sorted(curves["one"]) == sorted(curves["ddp"]) and len(curves["one"]) >= 5
     for step, loss in curves["one"].items():
