@@ -366,3 +366,12 @@ def test_ctrl_c_interrupts_real_jobs_and_the_rerun_resumes_them(tmp_path):
         run = json.loads((sweep / str(i) / "run.json").read_text())
         assert run["status"] == "completed" and run["resumed_from"] == str(lasts[i])
         assert run["global_step"] == max(saved) + 2
+
+
+@pytest.mark.parametrize("bad,key", [("hydra.launcher.gpu_sample_interval_s=-1", "gpu_sample_interval_s"),
+                                     ("hydra.launcher.gpus_per_job=3", "gpus_per_job")])
+def test_bad_launcher_options_are_config_errors(tmp_path, bad, key):
+    done = _multirun([*JOB, "seed=1,2", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]",
+                      "hydra.launcher.dry_run=true", bad, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(f"akira: config error: hydra.launcher.{key}:")

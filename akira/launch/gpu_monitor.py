@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from akira.config.errors import ConfigError
+
 SAMPLES_FILE = "gpu_samples.csv"
 COLUMNS = ("time", "index", "uuid", "utilization_gpu", "memory_used_mib", "memory_total_mib")
 _QUERY = ["--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"]
@@ -50,7 +52,7 @@ class GpuMonitor:
 
     def __init__(self, sweep_dir: str | os.PathLike, interval_s: float = 5.0, command: str = "nvidia-smi"):
         if not isinstance(interval_s, (int, float)) or isinstance(interval_s, bool) or interval_s < 0:
-            raise ValueError(f"hydra.launcher.gpu_sample_interval_s: must be a number >= 0 (got {interval_s!r})")
+            raise ConfigError(None, f"hydra.launcher.gpu_sample_interval_s: must be a number >= 0 (got {interval_s!r})")
         self.path = Path(sweep_dir) / SAMPLES_FILE
         self.interval_s, self.command = float(interval_s), command
         self._stop = threading.Event()

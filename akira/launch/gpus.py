@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+from akira.config.errors import ConfigError
+
 PROBE_TIMEOUT_S = 60
 
 
@@ -56,9 +58,9 @@ def resolve_gpus(gpus, env: Mapping[str, str] | None = None) -> list[str]:
     if isinstance(gpus, Sequence) and all(isinstance(g, (int, str)) and not isinstance(g, bool) for g in gpus):
         ids = [str(g).strip() for g in gpus]
         if len(set(ids)) != len(ids) or "" in ids:
-            raise ValueError(f"hydra.launcher.gpus: ids must be unique and non-empty (got {list(gpus)})")
+            raise ConfigError(None, f"hydra.launcher.gpus: ids must be unique and non-empty (got {list(gpus)})")
         return ids
-    raise ValueError(f"hydra.launcher.gpus: expected null (all visible GPUs), a list of GPU ids or a string "
+    raise ConfigError(None, f"hydra.launcher.gpus: expected null (all visible GPUs), a list of GPU ids or a string "
                      f"like '0,1' (got {gpus!r})")
 
 
@@ -70,9 +72,9 @@ class GpuPool:
 
     def __init__(self, ids: Sequence[str], per_job: int = 1):
         if not isinstance(per_job, int) or per_job < 1:
-            raise ValueError(f"hydra.launcher.gpus_per_job: must be an integer >= 1 (got {per_job!r})")
+            raise ConfigError(None, f"hydra.launcher.gpus_per_job: must be an integer >= 1 (got {per_job!r})")
         if ids and per_job > len(ids):
-            raise ValueError(f"hydra.launcher.gpus_per_job: {per_job} is more than the pool's {len(ids)} GPUs "
+            raise ConfigError(None, f"hydra.launcher.gpus_per_job: {per_job} is more than the pool's {len(ids)} GPUs "
                              f"({','.join(ids)})")
         self.ids = list(ids)
         self.per_job = per_job

@@ -6,6 +6,7 @@ failure, which Hydra's sweeper raises after all jobs ended, so `train.py -m` exi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from akira.config.errors import ConfigError
 from akira.launch.gpu_monitor import GpuMonitor
 from akira.launch.gpus import GpuPool, resolve_gpus
 from akira.launch.runner import PLANNED, JobResult, JobSpec, SweepInterrupted, run_jobs
@@ -71,7 +73,7 @@ def app_command(script: str | None, cwd: str) -> list[str]:
     argv0 = sys.argv[0] if sys.argv else ""
     if argv0.endswith(".py") and Path(cwd, argv0).is_file():
         return [sys.executable, str(Path(cwd, argv0).resolve())]
-    raise ValueError("hydra.launcher.script: cannot tell which script started this sweep (sys.argv[0]="
+    raise ConfigError(None, "hydra.launcher.script: cannot tell which script started this sweep (sys.argv[0]="
                      f"{argv0!r}); set it to the app's .py file")
 
 
@@ -186,6 +188,7 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
         seen[s.job_dir] = s.num
 
     pool = GpuPool(resolve_gpus(opts.gpus), opts.gpus_per_job)
+    monitor = GpuMonitor(sweep_dir, opts.gpu_sample_interval_s)  # validates the interval on any pool, dry runs too
     meta = {"sweep_dir": str(sweep_dir), "pool": pool.ids, "gpus_per_job": opts.gpus_per_job,
             "max_parallel": opts.max_parallel}
     where = f"GPUs {','.join(pool.ids)} ({opts.gpus_per_job} per job)" if pool.has_gpus else "CPU (no GPUs)"
@@ -205,9 +208,8 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
     def on_update(results):
         write_state(sweep_dir, results, meta)
 
-    monitor = GpuMonitor(sweep_dir, opts.gpu_sample_interval_s if pool.has_gpus else 0)
     try:
-        with monitor:
+        with monitor if pool.has_gpus else contextlib.nullcontext():
             results = run_jobs(specs, pool, opts.max_parallel, env=env, cwd=cwd, log_name=opts.log_name,
                                poll_s=opts.poll_interval_s, kill_grace_s=opts.kill_grace_s,
                                threads_per_job=opts.threads_per_job, on_update=on_update)

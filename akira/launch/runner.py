@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from akira.config.errors import ConfigError
 from akira.launch.gpus import GpuPool
 
 # terminal states of a job
@@ -141,7 +142,7 @@ def run_jobs(jobs: Sequence[JobSpec], pool: GpuPool, max_parallel: int | None = 
     """Run `jobs` (in order) as child processes, at most `max_parallel` at once (None: as many as the pool's
     GPUs allow, 1 on a CPU pool); returns one `JobResult` per job, in the order given."""
     if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
-        raise ValueError(f"hydra.launcher.max_parallel: must be null or an integer >= 1 (got {max_parallel!r})")
+        raise ConfigError(None, f"hydra.launcher.max_parallel: must be null or an integer >= 1 (got {max_parallel!r})")
     limit = max_parallel if max_parallel is not None else (pool.capacity or 1)
     if pool.capacity is not None:
         limit = min(limit, pool.capacity)
