@@ -321,3 +321,19 @@ def test_wormhole_learned_similarity_receives_gradient():
     (gate * mod.proj.read_out(pbar, w, c)).pow(2).sum().backward()
     for name, prm in mod.named_parameters():
         assert prm.grad is not None and prm.grad.abs().max() > 0, name
+
+
+@pytest.mark.parametrize("norm,top_k", [("joint", 2), ("joint", None), ("per_frame", None)])
+def test_windowed_attention_output_does_not_depend_on_the_block_size(norm, top_k):
+    """The block size (CPU default 2, GPU default the window) is a speed/memory choice only."""
+    torch.manual_seed(5)
+    s, win, g, d = 7, 3, 2, 4
+    q, kv = torch.randn(2, 5, s, d), torch.randn(2, 5, s + win - 1, g, d)
+    ref, ref_ent, ref_map = windowed_attention(q, kv, win, top_k=top_k, log_gamma=-0.1, norm=norm, block=win,
+                                               want_map=True)
+    for block in (None, 1, 2, 4, s, s + 3):
+        out, ent, wmap = windowed_attention(q, kv, win, top_k=top_k, log_gamma=-0.1, norm=norm, block=block,
+                                            want_map=True)
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(ent, ref_ent, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(wmap, ref_map, atol=1e-6, rtol=1e-5)

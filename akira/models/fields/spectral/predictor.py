@@ -109,7 +109,7 @@ class Spectral2DPredictor(NextFrameModel):
         grid: optional expected grid side, validated at build (octave bands, pooling); any grid works later.
         return_maps: fill ``last_maps``.
         time_block: query frames per block in the windowed attentions (memory/speed trade-off only;
-            default: the window length).
+            default: the window length on GPUs, ``window.CPU_BLOCK`` on CPUs).
     """
 
     is_trainable = True
@@ -484,7 +484,8 @@ class Spectral2DPredictor(NextFrameModel):
 
         ``n_query = 1`` is one prediction step (``forward``/``step``); ``n_query = S`` is
         ``forward_sequence`` on a clip of ``S`` frames. Returns per-part bytes and ``"total"`` (their sum,
-        i.e. assuming nothing is freed). Parameters and optimizer state are not included. Measured on an
+        i.e. assuming nothing is freed), with the GPU block sizes (``time_block`` unset: the window).
+        Parameters and optimizer state are not included. Measured on an
         H100 (xlarge, 128x128, fp32): peak 0.48 / 0.86 / 7.4 GiB for batch 1 / batch 8 / batch 8 with a
         16-frame clip, against estimates of 0.67 / 1.84 / 13.9 GiB.
         """

@@ -206,7 +206,7 @@ class WormholeAttention(nn.Module):
         for f0 in range(0, b * sq, g):  # chunks over (batch, time) frames and query pixels bound the memory
             for n0 in range(0, n, rows):
                 sim = torch.bmm(qs[f0 : f0 + g, n0 : n0 + rows], keys[f0 : f0 + g])
-                idx[f0 : f0 + g, n0 : n0 + rows] = sim.topk(top, dim=-1).indices
+                idx[f0 : f0 + g, n0 : n0 + rows] = sim.topk(top, dim=-1, sorted=False).indices  # order is irrelevant
         return idx.view(b, sq, n, top)
 
     def forward(
