@@ -31,7 +31,7 @@ from akira.launch.utilization import pool_usage
 
 IGNORED_KEYS = ("seed", "ckpt_path")
 # the final numbers shown first (whichever exist), then cost
-PRIMARY = ["val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "val/mse", "test/mse",
+PRIMARY = ["val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "test/ppl_unigram", "val/mse", "test/mse",
            "test/mse_copy_last", "test/mse_linear", "test/skill", "test/psnr", "test/ssim", "test/rollout_mse_h10",
            "test_reference/mse", "test_reference/skill"]
 COST = ["params_total", "params_non_embedding", "throughput/tokens_per_sec", "throughput/frames_per_sec",

@@ -58,6 +58,19 @@ def test_arms_train_and_report(tmp_path, corpus, arm):
         assert "band/0/delta_loss" in metrics and "band/6/delta_loss" in metrics
     csv_text = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "lr/shared" in csv_text
+    if arm == "lm_baseline":  # the unigram baseline beside the model: training frequencies on the test targets
+        import numpy as np
+
+        from akira.data.text.metrics import unigram_log_probs
+        from akira.run import build_datamodule
+
+        dm = build_datamodule(cfg)
+        logp = unigram_log_probs(dm.cache("train").tokens, dm.vocab_size).numpy()
+        test = np.asarray(dm.cache("test").tokens, dtype=np.int64)[1:]  # every token after the first is scored
+        assert metrics["test/loss_unigram"] == pytest.approx(-logp[test].mean(), rel=1e-6)
+        assert metrics["test/ppl_unigram"] == pytest.approx(np.exp(-logp[test].mean()), rel=1e-6)
+        assert metrics["test/word_ppl_unigram"] == pytest.approx(np.exp(-logp[test].sum() / dm.words("test")),
+                                                                 rel=1e-6)
     if banded:
         assert "lr/band_0" in csv_text and "band/0/grad_norm" in csv_text and "band/0/update_ratio" in csv_text
 

@@ -112,3 +112,15 @@ def test_masked_sums_and_errors():
         word_perplexity(1.0, 0)
     with pytest.raises(ValueError, match="logits"):
         masked_nll_sum(logits, y[:, :4])
+
+
+def test_unigram_log_probs_are_smoothed_frequencies():
+    from akira.data.text.metrics import unigram_log_probs
+
+    tokens = np.array([0, 1, 1, 3, 3, 3], dtype=np.uint16)
+    logp = unigram_log_probs(tokens, vocab_size=5, alpha=1.0, chunk=4)  # chunks of 4: counted in two parts
+    expected = torch.tensor([2, 3, 1, 4, 1], dtype=torch.float64) / (6 + 5)
+    torch.testing.assert_close(logp, expected.log())
+    assert float(logp.exp().sum()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside"):
+        unigram_log_probs(tokens, vocab_size=3)

@@ -2,7 +2,9 @@
 
 Train batches are `(x, y)` int64 `(B, S)`; eval batches `(x, y, mask)` where `mask` marks the targets
 scored (each token of a split exactly once). Logged: `train/loss`, `val/loss`, `val/ppl`, `val/gap`
-(val - recent train loss), `test/loss`, `test/ppl`, `test/word_ppl`; for band models at every validation
+(val - recent train loss), `test/loss`, `test/ppl`, `test/word_ppl`, and beside them the trivial unigram
+baseline (training-split token frequencies, when the datamodule has a training split) on the same targets:
+`test/loss_unigram`, `test/ppl_unigram`, `test/word_ppl_unigram`; for band models at every validation
 `band/<i>/delta_loss` (val loss with band i's MLP output zeroed minus the full val loss) and every
 `band_stats_every_n_steps` steps `band/<i>/grad_norm` and `band/<i>/update_ratio` (|dW| / |W| of the group).
 """
@@ -35,6 +37,8 @@ class LanguageModelTask(pl.LightningModule):
         self.band_delta_loss = bool(band_delta_loss) and self.n_bands > 0
         self.val_nll = NLLSum()
         self.test_nll = NLLSum()
+        self.test_unigram_nll = NLLSum()
+        self._unigram: torch.Tensor | None = None  # (V,) log-probs of the unigram baseline, set at test start
         self.band_nll = nn.ModuleList(NLLSum() for _ in range(self.n_bands if self.band_delta_loss else 0))
         self._recent_train = deque(maxlen=50)
         self._weights_before: dict[str, list[torch.Tensor]] = {}
@@ -73,8 +77,17 @@ class LanguageModelTask(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_nll, self.band_nll)
 
+    def on_test_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        unigram = dm.unigram_log_probs() if dm is not None and hasattr(dm, "unigram_log_probs") else None
+        self._unigram = None if unigram is None else unigram.to(self.device)
+
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_nll)
+        if self._unigram is not None:
+            _, y, mask = batch
+            m = mask.to(torch.float64)
+            self.test_unigram_nll.update_sums(-(self._unigram[y] * m).sum(), mask.sum())
 
     def _log_split(self, prefix: str, metric: NLLSum, words: int | None) -> dict[str, torch.Tensor]:
         values = metric.perplexities(words)
@@ -95,7 +108,11 @@ class LanguageModelTask(pl.LightningModule):
         self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in out.items()}, prog_bar=False)
 
     def on_test_epoch_end(self) -> None:
-        out = self._log_split("test", self.test_nll, self._words("test"))
+        words = self._words("test")
+        out = self._log_split("test", self.test_nll, words)
+        if self._unigram is not None:
+            base = self._log_split("test", self.test_unigram_nll, words)
+            out.update({f"{k}_unigram": v for k, v in base.items()})
         self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in out.items()})
 
     # ------------------------------------------------------------------ per-band dynamics

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from .cache import TOKEN_DTYPES, TokenCache, choose_dtype, token_cache
 from .fileio import file_sha256
 from .hub import download_wikitext, have_files
+from .metrics import unigram_log_probs
 from .sources import (
     SOURCES,
     SPLITS,
@@ -133,6 +134,7 @@ class TextDataModule(pl.LightningDataModule):
         self._corpus: CorpusFiles | None = None
         self._tokenizer = None
         self._caches: dict[str, TokenCache] = {}
+        self._unigram: torch.Tensor | None = None
         self._train_step = 0
 
     # ------------------------------------------------------------------ files, tokenizer, caches
@@ -225,6 +227,12 @@ class TextDataModule(pl.LightningDataModule):
 
     def documents(self, split: str) -> int:
         return self.cache(split).n_documents
+
+    def unigram_log_probs(self) -> torch.Tensor | None:
+        """The unigram baseline `(vocab_size,)` float64 log-probs from the training split (None without one)."""
+        if self._unigram is None and self.corpus.has("train"):
+            self._unigram = unigram_log_probs(self.cache("train").tokens, self.vocab_size)
+        return self._unigram
 
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:

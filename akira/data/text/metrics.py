@@ -7,12 +7,15 @@
 
 `masked_nll_sum` turns logits into the two sums for one batch; `NLLSum` accumulates them across batches
 and DDP ranks (a torchmetrics Metric, fp64 sum); `perplexities` turns sums into the logged numbers.
+`unigram_log_probs` is the trivial baseline reported beside every LM: token frequencies of the training
+split (add-`alpha` smoothed over the vocabulary), scored on the same targets as the model.
 Word perplexity is only meaningful over the whole split (no `limit_*_batches`).
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -32,6 +35,21 @@ def masked_nll_sum(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
         return nll.double().sum(), torch.tensor(targets.numel(), dtype=torch.int64, device=targets.device)
     m = mask.reshape(-1)
     return (nll.double() * m.double()).sum(), m.sum().to(torch.int64)
+
+
+def unigram_log_probs(tokens: np.ndarray, vocab_size: int, alpha: float = 1.0, chunk: int = 1 << 24) -> torch.Tensor:
+    """`(vocab_size,)` float64 log-probabilities `log((count + alpha) / (N + alpha * V))` of a token stream
+    (`(N,)` ints, e.g. a memmap; counted in chunks of `chunk` tokens, so memory stays bounded)."""
+    if vocab_size < 1 or alpha <= 0:
+        raise ValueError(f"unigram_log_probs: vocab_size={vocab_size} and alpha={alpha} must be positive")
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), chunk):
+        part = np.asarray(tokens[start:start + chunk]).astype(np.int64, copy=False)
+        if part.size and (part.min() < 0 or part.max() >= vocab_size):
+            raise ValueError(f"unigram_log_probs: token ids outside [0, {vocab_size})")
+        counts += np.bincount(part, minlength=vocab_size)
+    probs = (torch.from_numpy(counts).double() + alpha) / (counts.sum() + alpha * vocab_size)
+    return probs.log()
 
 
 def perplexities(nll_sum: float, n_tokens: int, n_words: int | None = None) -> dict[str, float]:
