@@ -264,3 +264,20 @@ def test_plain_dataloader_on_eval_set():
     ds = FieldsDataModule(**SMALL).eval_sets()["val"]
     loader = DataLoader(ds, batch_size=None)
     assert next(iter(loader)).shape == (5, 8, 8)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ddp_ranks_evaluate_disjoint_contiguous_shards_covering_every_clip(monkeypatch, world):
+    dm = FieldsDataModule(**{**SMALL, "val_streams": 7, "test_streams": 7})
+    dm.setup("fit")
+    full = {name: torch.cat(list(loader)) for name, loader in
+            (("val", dm.val_dataloader()), *zip(dm.test_protocols, dm.test_dataloader()))}
+    shards = {name: [] for name in full}
+    for rank in range(world):
+        monkeypatch.setattr(dm, "_rank_world", lambda r=rank: (r, world))
+        shards["val"].append(torch.cat(list(dm.val_dataloader())))
+        for name, loader in zip(dm.test_protocols, dm.test_dataloader()):
+            shards[name].append(torch.cat(list(loader)))
+    for name, parts in shards.items():
+        assert sum(len(p) for p in parts) == len(full[name])  # every clip exactly once, no padding
+        torch.testing.assert_close(torch.cat(parts), full[name], rtol=0, atol=0)  # rank order = set order

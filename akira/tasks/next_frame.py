@@ -93,7 +93,8 @@ class NextFrameTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         return loss
 
-    def _evaluate(self, batch: torch.Tensor, metrics: _EvalMetrics) -> torch.Tensor:
+    def _evaluate(self, batch: torch.Tensor, metrics: _EvalMetrics) -> None:
+        """Update `metrics` with one batch: the model, the two baselines and the rollouts."""
         past, target = batch[:, : self.history], batch[:, self.history].float().contiguous()
         pred = self(past).float().clamp(0, 1)
         metrics.image.update(pred[:, None], target[:, None].float())
@@ -109,11 +110,9 @@ class NextFrameTask(pl.LightningModule):
                                     ("rollout_linear", linear[:, -1])):
                     getattr(metrics, name)[f"h{h}"].update(F.mse_loss(guess, truth, reduction="none").mean((1, 2)))
             window = torch.cat([window[:, 1:], step[:, None].to(window.dtype)], dim=1)
-        return F.mse_loss(pred, target.float())
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        loss = self._evaluate(batch, self.val_metrics)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch.shape[0])
+        self._evaluate(batch, self.val_metrics)
 
     def test_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, self.test_metrics[dataloader_idx])
@@ -129,6 +128,8 @@ class NextFrameTask(pl.LightningModule):
             values[f"{prefix}/rollout_mse_{key}"] = metric.compute()
             values[f"{prefix}/rollout_mse_{key}_copy_last"] = metrics.rollout_copy_last[key].compute()
             values[f"{prefix}/rollout_mse_{key}_linear"] = metrics.rollout_linear[key].compute()
+        if prefix == "val":  # val/loss (checkpoint monitor) = the MSE over every val clip of every rank
+            self.log("val/loss", values[f"{prefix}/mse"], prog_bar=True, sync_dist=True)
         self.log_dict(values, add_dataloader_idx=False, sync_dist=True)
         for module in metrics.modules():
             if hasattr(module, "reset") and module is not metrics:

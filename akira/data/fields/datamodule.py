@@ -21,7 +21,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from akira.data.fields.datasets import (
     FieldClipSet,
@@ -182,8 +182,15 @@ class FieldsDataModule(pl.LightningDataModule):
         return self._loader
 
     def _eval_loader(self, name: str) -> DataLoader:
+        """Under DDP rank ``r`` of ``W`` evaluates the contiguous shard ``[r*n/W, (r+1)*n/W)`` of the set (no
+        padding, every clip once); the metrics are sums that torchmetrics adds up across ranks."""
+        dataset = self.eval_sets()[name]
+        rank, world = self._rank_world()
+        if world > 1:
+            n = len(dataset)
+            dataset = Subset(dataset, range(rank * n // world, (rank + 1) * n // world))
         return DataLoader(
-            self.eval_sets()[name],
+            dataset,
             batch_size=self.eval_batch_size,
             shuffle=False,
             num_workers=self.num_workers,
