@@ -73,7 +73,7 @@ def make_config(arm: str, args) -> LMConfig:
         base = lm_preset("tiny", max_seq_len=args.seq)
     else:
         base = lm_preset("baseline", vocab_size=args.vocab, max_seq_len=args.seq)
-    over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie)
+    over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie, fused_loss=args.fused_loss)
     if args.band_impl and over["mlp"] == "band":
         over["band_impl"] = args.band_impl
     return base.replace(**over)
@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--tie", action=argparse.BooleanOptionalAction, default=False, help="tie the LM head")
     p.add_argument("--clip", type=float, default=1.0, help="grad-norm clipping (0: off)")
+    p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
+                   help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop"), default=None)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)

@@ -56,10 +56,13 @@ class LMConfig:
     wormhole_top_k: int | None = None    # keep the top_k causal scores per query (None: dense causal)
     wormhole_threshold: float = 0.5      # hard gate g * 1[g > threshold]
     wormhole_cross_dim: int | None = None  # c; None -> min(band_widths) // 2 (seed: 16)
+    # head + loss in chunks of tokens (akira.models.lm.fused_loss): no (tokens x vocab) logits in training
+    fused_loss: bool = False
+    fused_loss_chunk: int = 4096
 
     def __post_init__(self) -> None:
         self.band_widths = tuple(int(w) for w in self.band_widths)
-        for key in ("vocab_size", "n_layer", "d_model", "n_head", "max_seq_len", "mlp_expansion"):
+        for key in ("vocab_size", "n_layer", "d_model", "n_head", "max_seq_len", "mlp_expansion", "fused_loss_chunk"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise _err(key, f"must be a positive integer, got {v!r}")

@@ -10,6 +10,7 @@ from torch import nn
 from .attention import CausalSelfAttention, RotaryEmbedding
 from .band import BandLayerNorm, BandMLP
 from .config import LMConfig
+from .fused_loss import linear_cross_entropy
 from .mlp import DenseMLP, SplitDenseMLP
 from .params import band_hidden_sizes, dense_split_sizes, parameter_count
 from .wormhole import CrossBandWormhole
@@ -61,7 +62,8 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Decoder-only LM. ``forward(idx (B, S) long) -> logits (B, S, V)``;
     ``forward(idx, targets (B, S) long) -> (logits, mean cross-entropy)`` where ``targets[:, t]`` is the token
-    after ``idx[:, t]`` (``-100`` = ignored). ``ablate_band=i`` zeroes band i's MLP output in every layer
+    after ``idx[:, t]`` (``-100`` = ignored); with ``fused_loss`` the logits are not formed and the first
+    element is None. ``ablate_band=i`` zeroes band i's MLP output in every layer
     (band model) or hidden group i (dense_split) for ``band/<i>/delta_loss``.
 
     Build with ``Transformer(LMConfig(...))`` or ``Transformer(**kwargs)`` (same keys as `LMConfig`).
@@ -130,7 +132,10 @@ class Transformer(nn.Module):
         x = self._embed(idx)
         for block in self.blocks:
             x = block(x, ablate_band)
-        logits = self.lm_head(self.ln_f(x))
+        h = self.ln_f(x)
+        if targets is not None and self.config.fused_loss:  # no (B, S, V) logits: (None, loss)
+            return None, linear_cross_entropy(h, self.lm_head.weight, targets, self.config.fused_loss_chunk)
+        logits = self.lm_head(h)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
