@@ -140,3 +140,14 @@ def test_compiled_model_checkpoint_round_trip(tmp_path, corpus):
     metrics = evaluate(compose_config([*common, "model.compile=false", f"ckpt_path={ckpt}"], config_name="eval",
                                       run_dir=tmp_path / "eval"))
     assert "test/ppl" in metrics
+
+
+def test_fused_loss_run_trains_and_evaluates(tmp_path, corpus):
+    """model.fused_loss=true through the task: training uses the chunked loss, evaluation the logits."""
+    cfg = compose_config(["experiment=ablation_full", *_data(corpus, tmp_path / "cache"), *TINY_MODEL, *RUN,
+                          "model.fused_loss=true", "model.fused_loss_chunk=24"], run_dir=tmp_path / "run")
+    metrics = train(cfg)
+    assert metrics["test/ppl"] > 1 and metrics["val/loss"] > 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/loss")
+    assert sum(1 for r in rows[1:] if r.split(",")[column]) == 4  # a training loss at every step
