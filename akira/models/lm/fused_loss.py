@@ -17,7 +17,7 @@ IGNORE_INDEX = -100
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """x `(N, D)`, weight `(V, D)`, targets `(N,)` long -> mean loss (fp32 scalar); see the module docstring."""
+    """x `(N, D)`, weight `(V, D)`, targets `(N,)` long -> mean loss (fp32 scalar; fp64 for fp64 inputs); see the module docstring."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, targets: Tensor, chunk: int, dtype: torch.dtype) -> Tensor:
