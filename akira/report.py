@@ -338,9 +338,7 @@ def plot_run_curves(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path
 
 def plot_gpu_utilization(usage: dict, path: Path) -> Path | None:
     """nvidia-smi utilisation of every pool GPU over the sweep (from `pool_usage`)."""
-    from akira.launch.gpu_monitor import samples_by_pool_id
-
-    by_gpu = {g: rows for g, rows in samples_by_pool_id(usage["samples"], list(usage["gpus"])).items() if rows}
+    by_gpu = {g: rows for g, rows in usage["samples_by_gpu"].items() if rows}
     if not by_gpu:
         return None
     fig = _figure(7.0, 3.6)
@@ -371,8 +369,8 @@ def _gpu_pool_lines(usage: dict) -> list[str]:
              "" if g["max_memory_mib"] is None else f"{g['max_memory_mib']:.0f}"] for gpu, g in usage["gpus"].items()]
     lines += _md_table(["GPU", "jobs", "held s", "held / wall", "samples", "mean util.",
                         f"samples >= {usage['busy_threshold']:.0f}%", "max MiB"], body)
-    if not usage["samples"]:
-        lines += ["", "No nvidia-smi samples (`gpu_samples.csv`) were taken during this sweep."]
+    if not any(usage["samples_by_gpu"].values()):
+        lines += ["", "No nvidia-smi samples of the pool's GPUs (`gpu_samples.csv`) were taken during this sweep."]
     return lines
 
 

@@ -5,7 +5,7 @@
 - `serial_seconds`: the sum of those jobs' times, i.e. running them one after another; `speedup` = serial / wall;
 - per pool GPU: jobs, `held_seconds` (time a job held it), `occupancy` = held / wall, and from the nvidia-smi
   samples taken during the sweep: `samples`, `mean_utilization` (%), `busy_fraction` (samples with
-  utilisation >= `busy_threshold` %), `max_memory_mib`.
+  utilisation >= `busy_threshold` %), `max_memory_mib`; and the samples themselves, `samples_by_gpu`.
 """
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def pool_usage(sweep_dir: str | os.PathLike, busy_threshold: float = BUSY_THRESH
     serial = sum(j["end"] - j["start"] for j in ran)
     pool = [str(g) for g in state.get("pool", [])]
     samples = [s for s in read_samples(sweep_dir / SAMPLES_FILE) if start <= s["time"] <= end]
+    by_gpu = samples_by_pool_id(samples, pool)
     per_gpu = {}
-    for gpu, rows in samples_by_pool_id(samples, pool).items():
+    for gpu, rows in by_gpu.items():
         held = [j for j in ran if gpu in str(j.get("gpus") or "").split(",")]
         held_seconds = sum(j["end"] - j["start"] for j in held)
         util = [r["utilization_gpu"] for r in rows if r["utilization_gpu"] is not None]
@@ -50,4 +51,4 @@ def pool_usage(sweep_dir: str | os.PathLike, busy_threshold: float = BUSY_THRESH
             "max_memory_mib": max(mem) if mem else None,
         }
     return {"jobs": len(ran), "wall_seconds": wall, "serial_seconds": serial, "speedup": serial / wall,
-            "start": start, "end": end, "gpus": per_gpu, "samples": samples, "busy_threshold": busy_threshold}
+            "start": start, "end": end, "gpus": per_gpu, "samples_by_gpu": by_gpu, "busy_threshold": busy_threshold}
