@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -123,6 +124,42 @@ def tables(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def paired_table(results: list[dict], model: str = "spectral2d") -> str:
+    """`model` against every other predictor, seed by seed (same seed = same training data and test clips):
+    per pattern, "wins/n (geometric-mean MSE ratio)" at 1 step; ratio < 1 = `model` better."""
+    own = {(r["pattern"], r["seed"]): r["metrics"]["test/mse"] for r in results
+           if r["group"] == "models" and r["model"] == model}
+    others = sorted({r["model"] for r in results if r["group"] == "models" and r["model"] != model})
+    rivals: dict[tuple[str, str, int], float] = {}
+    for r in results:
+        if r["group"] != "models":
+            continue
+        if r["model"] != model:
+            rivals[(r["model"], r["pattern"], r["seed"])] = r["metrics"]["test/mse"]
+        for base in ("copy_last", "linear"):
+            rivals[(base, r["pattern"], r["seed"])] = r["metrics"][f"test/mse_{base}"]
+    names = others + ["copy_last", "linear"]
+    out = [f"\n**{model} vs each predictor, paired by seed: 1-step wins / seeds (geometric-mean MSE ratio)**\n",
+           "| pattern | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    totals = {n: [0, 0] for n in names}
+    for p in [p for p in PATTERNS if any(k[0] == p for k in own)]:
+        cells = []
+        for n in names:
+            pairs = [(v, rivals[(n, p, seed)]) for (pat, seed), v in sorted(own.items())
+                     if pat == p and (n, p, seed) in rivals]
+            if not pairs:
+                cells.append("-")
+                continue
+            wins = sum(a < b for a, b in pairs)
+            ratio = math.exp(statistics.fmean(math.log(a / b) for a, b in pairs))
+            totals[n][0] += wins
+            totals[n][1] += len(pairs)
+            cells.append(f"{wins}/{len(pairs)} ({ratio:.2f})")
+        out.append(f"| {p} | " + " | ".join(cells) + " |")
+    out.append("| **all** | " + " | ".join(f"**{w}/{t}**" for w, t in totals.values()) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/bench_quality")
@@ -141,7 +178,9 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_args()
     if args.table:
-        print(tables(json.loads(Path(args.table).read_text())))
+        results = json.loads(Path(args.table).read_text())
+        print(tables(results))
+        print(paired_table(results))
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +213,7 @@ def main() -> None:
                 break
     print(f"\n{len(results)} runs, {time.time() - start:.0f}s; skipped (budget): {len(queue)}")
     print(tables(results))
+    print(paired_table(results))
 
 
 if __name__ == "__main__":

@@ -147,6 +147,15 @@ def test_band_mlp_impls_agree_and_ablation_zeroes_one_band():
     assert torch.allclose(abl[..., 38:], ref[..., 38:], atol=1e-5)
 
 
+def test_auto_band_impl_is_block_diag_at_e4_and_loop_for_the_params_matched_widths():
+    seed = lm_preset("baseline")
+    default = Transformer(seed.replace(mlp="band"))
+    matched = Transformer(seed.replace(mlp="band", params_matched=True))
+    assert default.blocks[0].mlp.impl == "block_diag"
+    assert matched.blocks[0].mlp.impl == "loop"        # e ~ 24: measured faster (RESULTS.md)
+    assert Transformer(seed.replace(mlp="band", params_matched=True, band_impl="bmm")).blocks[0].mlp.impl == "bmm"
+
+
 def test_dense_split_equals_dense_mlp():
     torch.manual_seed(0)
     split = SplitDenseMLP(64, [64, 48, 40, 32, 32, 24, 16])

@@ -3,7 +3,8 @@
 A "band" is a fixed contiguous slice of the residual stream's channels (seed v1: widths 128, 96, 80, 64, 64,
 48, 32 of 512). Every band keeps its own `nn.Parameter`s (so each can sit in its own optimizer group with its
 own learning rate); at forward time they are packed into one block-structured weight and applied with one
-matmul per projection, never with a per-band Python loop (``impl="loop"`` exists only as a reference).
+matmul per projection (``impl="loop"``, one matmul per band, is chosen only for wide expansions, where it
+measured faster).
 """
 from __future__ import annotations
 
@@ -86,10 +87,12 @@ class BandMLP(nn.Module):
       i.e. D / mean-width times the useful work, but one large tensor-core GEMM.
     - ``bmm``: pad every band to (wmax, hmax) and run one `bmm` over the band axis: nb*wmax*hmax MACs
       (2.6x the useful work for the seed widths, whatever the expansion).
-    - ``loop``: one matmul per band (reference for tests; a Python loop over bands).
+    - ``loop``: one matmul per band (a Python loop of 7 matmuls; exact FLOPs, the fastest for wide
+      expansions such as the params-matched arms).
     Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
     512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5. On a 2-core CPU the loop is fastest (FLOPs
-    dominate there). ``auto`` in `LMConfig` picks block_diag.
+    dominate there). ``auto`` in `LMConfig` picks block_diag, or loop for large expansions
+    (`transformer.resolve_band_impl`).
     """
 
     def __init__(self, widths: tuple[int, ...], hidden: tuple[int, ...], dropout: float = 0.0,

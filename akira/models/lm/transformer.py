@@ -16,11 +16,21 @@ from .params import band_hidden_sizes, dense_split_sizes, parameter_count
 from .wormhole import CrossBandWormhole
 
 
+LOOP_MIN_EXPANSION = 12  # ``auto`` uses one matmul per band from this mean band-MLP expansion on
+
+
 def resolve_band_impl(cfg: LMConfig, hidden: tuple[int, ...]) -> str:
-    """``auto`` -> ``block_diag``: one dense tensor-core GEMM each way was the fastest on an H100 (bf16,
-    compiled, 32k tokens, fwd+bwd: 2.4 ms vs bmm 2.9 / loop 4.3 at e=4; 7.7 vs 12.7 / 6.5 at e=24); see
-    `BandMLP` and benchmarks/lm_speed.py --micro."""
-    return "block_diag" if cfg.band_impl == "auto" else cfg.band_impl
+    """``auto`` -> ``block_diag`` below `LOOP_MIN_EXPANSION`, ``loop`` from it on.
+
+    Measured (bf16, compiled, fwd+bwd): the band MLPs alone on 32k tokens on an H100 at e=4 block_diag 2.4 ms
+    vs bmm 2.9 / loop 4.3, at e=24 (params-matched) 7.7 vs 12.7 / 6.5; whole training steps of the
+    `no_wormhole_matched` arm (e~24) on an H200: loop 66.3 ms vs block_diag 69.9 ms (benchmarks/RESULTS.md).
+    Only e=4 and e~24 were measured; the threshold between them is a guess.
+    """
+    if cfg.band_impl != "auto":
+        return cfg.band_impl
+    expansion = sum(hidden) / sum(cfg.band_widths)
+    return "loop" if expansion >= LOOP_MIN_EXPANSION else "block_diag"
 
 
 class Block(nn.Module):
