@@ -15,7 +15,6 @@ from .mlp import DenseMLP, SplitDenseMLP
 from .params import band_hidden_sizes, dense_split_sizes, parameter_count
 from .wormhole import CrossBandWormhole
 
-
 LOOP_MIN_EXPANSION = 12  # ``auto`` uses one matmul per band from this mean band-MLP expansion on
 
 
