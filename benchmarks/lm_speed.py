@@ -108,7 +108,7 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
     model = Transformer(cfg).to(device)
     groups = build_param_groups(model, lr_table=ARMS[arm][1], shared_lr=3e-4, weight_decay=0.1)
     opt = build_optimizer(groups, betas=(0.9, 0.95), fused=device.type == "cuda")
-    step_model = torch.compile(model) if args.compile else model
+    step_model = torch.compile(model, mode=args.compile_mode) if args.compile else model
     amp = args.dtype in ("bf16", "fp16")
     amp_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
     x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device=device)
@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="warm-up steps (compilation happens here)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode of the model (default: torch's default)")
     p.add_argument("--batch", type=int, default=None, help="default 64 (full) / 4 (tiny)")
     p.add_argument("--seq", type=int, default=None, help="default 512 (full) / 32 (tiny)")
     p.add_argument("--vocab", type=int, default=50304, help="full preset vocab (GPT-2 50257 padded to 64)")
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     meta = {"device": dev_name, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
             "preset": args.preset, "batch": args.batch, "seq": args.seq, "dtype": args.dtype,
-            "compile": args.compile, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
+            "compile": args.compile, "compile_mode": args.compile_mode, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
             "bias": args.bias, "tied_head": args.tie, "clip": args.clip,
             "peak_flops": peak_flops(dev_name, args.dtype) if device.type == "cuda" else None}
     print(f"# LM training throughput on {dev_name}, torch {torch.__version__}, {args.preset} preset, batch "
