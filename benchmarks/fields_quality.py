@@ -89,7 +89,9 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.2e} ± {sd:.1e}" + ("" if len(values) == 3 else f" (n={len(values)})")
 
 
-def tables(results: list[dict]) -> str:
+def scores(results: list[dict]) -> dict[tuple[str, str, str, int], tuple[float, float]]:
+    """`{(group, model, pattern, seed): (1-step MSE, 10-step rollout MSE)}`; copy-last and linear extrapolation
+    (scored on the test clips of every "models" run) appear under the group "baseline"."""
     by = {}
     for r in results:
         for model in [r["model"]] + (["copy_last", "linear"] if r["group"] == "models" else []):
@@ -101,6 +103,11 @@ def tables(results: list[dict]) -> str:
                 one, ten = r["metrics"]["test/mse"], r["metrics"]["test/rollout_mse_h10"]
                 key = (r["group"], model, r["pattern"], r["seed"])
             by[key] = (one, ten)
+    return by
+
+
+def tables(results: list[dict]) -> str:
+    by = scores(results)
     out = []
     groups = [("models", sorted({k[1] for k in by if k[0] == "models"}) + ["copy_last", "linear"]),
               ("ablation", ["spectral2d"] + sorted({k[1] for k in by if k[0] == "ablation"}))]
@@ -127,18 +134,10 @@ def tables(results: list[dict]) -> str:
 def paired_table(results: list[dict], model: str = "spectral2d") -> str:
     """`model` against every other predictor, seed by seed (same seed = same training data and test clips):
     per pattern, "wins/n (geometric-mean MSE ratio)" at 1 step; ratio < 1 = `model` better."""
-    own = {(r["pattern"], r["seed"]): r["metrics"]["test/mse"] for r in results
-           if r["group"] == "models" and r["model"] == model}
-    others = sorted({r["model"] for r in results if r["group"] == "models" and r["model"] != model})
-    rivals: dict[tuple[str, str, int], float] = {}
-    for r in results:
-        if r["group"] != "models":
-            continue
-        if r["model"] != model:
-            rivals[(r["model"], r["pattern"], r["seed"])] = r["metrics"]["test/mse"]
-        for base in ("copy_last", "linear"):
-            rivals[(base, r["pattern"], r["seed"])] = r["metrics"][f"test/mse_{base}"]
-    names = others + ["copy_last", "linear"]
+    by = scores(results)
+    own = {(p, seed): v[0] for (g, m, p, seed), v in by.items() if g == "models" and m == model}
+    rivals = {(m, p, seed): v[0] for (g, m, p, seed), v in by.items() if g in ("models", "baseline") and m != model}
+    names = sorted({m for (g, m, _, _) in by if g == "models" and m != model}) + ["copy_last", "linear"]
     out = [f"\n**{model} vs each predictor, paired by seed: 1-step wins / seeds (geometric-mean MSE ratio)**\n",
            "| pattern | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     totals = {n: [0, 0] for n in names}
