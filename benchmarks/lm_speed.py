@@ -6,11 +6,12 @@ fused AdamW with the arm's named param groups, grad clipping 1.0, random tokens;
 
     python benchmarks/lm_speed.py                                # all arms, full preset, on the GPU
     python benchmarks/lm_speed.py --preset tiny --no-compile     # CPU smoke check
-    python benchmarks/lm_speed.py --micro                        # band MLP / band LayerNorm kernels alone
+    python benchmarks/lm_speed.py --micro                        # band MLP / LayerNorm / wormhole kernels alone
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -23,7 +24,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from akira.models.lm import BandLayerNorm, BandMLP, LMConfig, Transformer, lm_preset  # noqa: E402
+from akira.models.lm import (  # noqa: E402
+    BandLayerNorm,
+    BandMLP,
+    CrossBandWormhole,
+    LMConfig,
+    Transformer,
+    band_layout,
+    lm_preset,
+    wormhole_kernel,
+)
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
 from akira.tasks.optim import build_optimizer, build_param_groups  # noqa: E402
 
@@ -76,6 +86,8 @@ def make_config(arm: str, args) -> LMConfig:
     over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie, fused_loss=args.fused_loss)
     if args.band_impl and over["mlp"] == "band":
         over["band_impl"] = args.band_impl
+    if args.wormhole_kernel and over.get("wormhole"):
+        over["wormhole_kernel"] = args.wormhole_kernel
     return base.replace(**over)
 
 
@@ -149,7 +161,8 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
     res = {
         "arm": arm, "params": model.num_parameters(False), "params_non_embedding": model.num_parameters(True),
         "band_hidden": list(model.band_hidden) if model.band_hidden else None,
-        "band_impl": getattr(model.blocks[0].mlp, "impl", None), "tokens_per_s": tok_s, "step_ms": step_ms,
+        "band_impl": getattr(model.blocks[0].mlp, "impl", None),
+        "wormhole_kernel": cfg.wormhole_kernel if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
         "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
@@ -182,35 +195,49 @@ def profile_steps(step, device: torch.device, arm: str, n: int = 3) -> None:
           flush=True)
 
 
+def _time_fwd_bwd(fn, inputs: list[torch.Tensor], args, device: torch.device) -> float:
+    """Mean ms of ``fn(*inputs)`` forward + backward (of the output's sum) under the run's autocast."""
+    amp = args.dtype == "bf16"
+
+    def once():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            y = fn(*inputs)
+        y.float().sum().backward()
+
+    for _ in range(3):
+        once()
+    ts = []
+    for _ in range(args.steps):
+        with Timer(device) as t:
+            once()
+        ts.append(t.ms)
+    return sum(ts) / len(ts)
+
+
 def bench_micro(args, device: torch.device) -> list[dict]:
-    """Band MLP implementations and the band LayerNorm vs a per-band loop, forward + backward, alone."""
+    """Band MLP implementations, the band LayerNorm vs a per-band loop, the wormhole (torch vs Triton gate) and
+    its attention alone (backends, padding, grouped K/V), forward + backward, each alone."""
     widths = (128, 96, 80, 64, 64, 48, 32) if args.preset == "full" else lm_preset("tiny").band_widths
     d = sum(widths)
     n = args.batch * args.seq
-    amp_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     x = torch.randn(n, d, device=device, requires_grad=True)
     rows = []
 
-    def timeit(name, fn):
-        f = torch.compile(fn) if args.compile else fn
-        for _ in range(3):
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=args.dtype == "bf16"):
-                y = f(x)
-            y.float().sum().backward()
-        ts = []
-        for _ in range(args.steps):
-            with Timer(device) as t:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=args.dtype == "bf16"):
-                    y = f(x)
-                y.float().sum().backward()
-            ts.append(t.ms)
-        rows.append({"kernel": name, "ms": sum(ts) / len(ts)})
-        print(f"| {name} | {rows[-1]['ms']:.3f} |", flush=True)
-        if args.compile:
+    def timeit(name, fn, inputs=None, compile=args.compile):
+        try:
+            ms = _time_fwd_bwd(torch.compile(fn) if compile else fn, inputs or [x], args, device)
+        except Exception as exc:  # noqa: BLE001 - a backend that refuses a shape is a result, not a crash
+            print(f"| {name} | n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}) |", flush=True)
+            ms = None
+        rows.append({"kernel": name, "ms": ms})
+        if ms is not None:
+            print(f"| {name} | {ms:.3f} |", flush=True)
+        if compile:
             torch._dynamo.reset()
 
+    parts = {p.strip() for p in args.micro_parts.split(",")}
     print(f"| kernel (fwd+bwd, {n} tokens) | ms |\n|---|---|")
-    for matched in (False, True):
+    for matched in (False, True) if "mlp" in parts else ():
         cfg = lm_preset("band", band_widths=widths, d_model=d, params_matched=matched)
         hidden = band_hidden_sizes(cfg)
         e = sum(hidden) / d
@@ -218,18 +245,122 @@ def bench_micro(args, device: torch.device) -> list[dict]:
             mlp = BandMLP(widths, hidden, impl=impl).to(device)
             mlp.reset_parameters(0.02, 0.02)
             timeit(f"band MLP e={e:.1f} {impl}", mlp)
-    dense = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d)).to(device)
-    timeit("dense MLP e=4 (baseline)", dense)
+    if "mlp" in parts:
+        dense = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+        timeit("dense MLP e=4 (baseline)", dense.to(device))
+    if "ln" in parts:
+        bench_micro_layernorm(widths, timeit, device)
+    c = min(widths) // 2
+    if "wormhole" in parts:
+        x3 = torch.randn(args.batch, args.seq, d, device=device, requires_grad=True)
+        kernels = ["torch"] + (["triton"] if device.type == "cuda" and wormhole_kernel.available() else [])
+        for kernel in kernels:
+            wh = CrossBandWormhole(widths, c, kernel=kernel).to(device)
+            wh.reset_parameters(0.02, 0.02)
+            timeit(f"wormhole, {kernel} gate (whole module)", wh, [x3])
+        if device.type == "cuda" and wormhole_kernel.available():
+            bench_micro_gate(args, device, widths, c, timeit)
+    if "attention" in parts and device.type == "cuda":
+        bench_micro_attention(args, device, len(widths), c, timeit)
+    return rows
+
+
+def bench_micro_layernorm(widths: tuple[int, ...], timeit, device: torch.device) -> None:
+    d = sum(widths)
     ln = BandLayerNorm(widths).to(device)
-    timeit("band LayerNorm (padded, vectorised)", ln)
+    timeit("band LayerNorm (chunked, vectorised)", ln)
 
     def loop_ln(z):
         return torch.cat([torch.nn.functional.layer_norm(zi, (zi.shape[-1],), w, b)
                           for zi, w, b in zip(z.split(widths, -1), ln.weight, ln.bias)], -1)
 
     timeit("band LayerNorm (per-band loop)", loop_ln)
+    lay = band_layout(widths)
+    gather, mask, flat, size = (lay[k].to(device) for k in ("gather", "mask", "flat", "widths"))
+
+    def padded_ln(z):  # the implementation before 2026-12-02 (#3): padded (..., nb, wmax) gathers
+        zp = torch.nn.functional.pad(z.float(), (0, 1))[..., gather]
+        mean = zp.sum(-1, keepdim=True) / size[:, None]
+        zc = (zp - mean) * mask
+        var = (zc * zc).sum(-1, keepdim=True) / size[:, None]
+        y = (zc * torch.rsqrt(var + 1e-5)).flatten(-2)[..., flat]
+        return (y * torch.cat(list(ln.weight)) + torch.cat(list(ln.bias))).to(z.dtype)
+
+    timeit("band LayerNorm (padded gathers, previous)", padded_ln)
     timeit("LayerNorm 512 (baseline)", torch.nn.LayerNorm(d).to(device))
-    return rows
+
+
+GATE_CONFIGS = [  # Triton launch configurations of the fused gate tried by --micro
+    {"fwd_block_m": 64, "fwd_warps": 4, "bwd_block_m": 64, "bwd_warps": 4},
+    {"fwd_block_m": 64, "fwd_warps": 8, "bwd_block_m": 32, "bwd_warps": 8},
+    {"fwd_block_m": 128, "fwd_warps": 8, "bwd_block_m": 32, "bwd_warps": 4},
+    {"fwd_block_m": 32, "fwd_warps": 4, "bwd_block_m": 16, "bwd_warps": 4},
+    {"fwd_block_m": 64, "fwd_warps": 8, "bwd_block_m": 64, "bwd_warps": 8},
+]
+
+
+def bench_micro_gate(args, device: torch.device, widths: tuple[int, ...], c: int, timeit) -> None:
+    """The wormhole's gated sum over sources alone (input: the attention output of every slot, laid out as
+    SDPA returns it, and the gate's x-part): torch (compiled) vs the Triton op in several launch configurations."""
+    wh = CrossBandWormhole(widths, c, kernel="torch").to(device)
+    wh.reset_parameters(0.02, 0.02)
+    b, s, d, h = args.batch, args.seq, sum(widths), len(wh.offsets) * len(widths)
+    u0 = torch.randn(b, s, h, 2 * c, device=device, dtype=torch.bfloat16, requires_grad=True)
+    gx = torch.randn(b, s, d, device=device, dtype=torch.bfloat16, requires_grad=True)
+
+    def torch_gate(u0, gx):
+        return wh._gated_sum_torch(u0.transpose(1, 2), gx, wh._gate_weights()[1])
+
+    def triton_gate(u0, gx):
+        b_o = wh.b_o.float() if wh.b_o is not None else None
+        return wormhole_kernel.wormhole_gate(u0.transpose(1, 2), gx, wh.w_o.float(), wh._gate_weights()[1].float(),
+                                             b_o, wh.slot_on, wh.inv_n_src, wh.band_start, wh.band_width,
+                                             float(wh.threshold))
+
+    timeit("wormhole gate alone, torch (compiled)", torch_gate, [u0, gx])
+    default = dict(wormhole_kernel.CONFIG)
+    for cfg in GATE_CONFIGS:
+        wormhole_kernel.CONFIG.update(cfg)
+        timeit("wormhole gate alone, triton " + " ".join(f"{k}={v}" for k, v in cfg.items()), triton_gate,
+               [u0, gx], False)
+    wormhole_kernel.CONFIG.update(default)
+
+
+def bench_micro_attention(args, device: torch.device, nb: int, c: int, timeit) -> None:
+    """The wormhole's pair attention alone, H = nb (nb - 1) heads of q/k dim c and v dim 2c, several ways; and the
+    main attention (8 x 64) for scale."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.functional import pad, scaled_dot_product_attention as sdpa
+
+    b, s, h = args.batch, args.seq, nb * (nb - 1)
+
+    def t(*shape):
+        return torch.randn(*shape, device=device, dtype=torch.bfloat16, requires_grad=True)
+
+    q, k, v = t(b, h, s, c), t(b, h, s, c), t(b, h, s, 2 * c)
+    kv_q, kv_k, kv_v = t(b, h, s, c), t(b, nb, s, c), t(b, nb, s, 2 * c)
+    backends = {"default": None, "cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    for name, backend in backends.items():
+        def padded(q, k, v, backend=backend):
+            with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
+                return sdpa(pad(q, (0, c)), pad(k, (0, c)), v, is_causal=True, scale=c ** -0.5)
+
+        def unpadded(q, k, v, backend=backend):
+            with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
+                return sdpa(q, k, v, is_causal=True, scale=c ** -0.5)
+
+        def grouped(q, k, v, backend=backend):
+            with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
+                return sdpa(pad(q, (0, c)), pad(k, (0, c)), v, is_causal=True, scale=c ** -0.5, enable_gqa=True)
+
+        timeit(f"wormhole attention {h} heads, q/k padded {c}->{2 * c}, {name}", padded, [q, k, v], False)
+        timeit(f"wormhole attention {h} heads, q/k {c} unpadded, {name}", unpadded, [q, k, v], False)
+        timeit(f"wormhole attention {h} q heads / {nb} k-v heads (GQA), padded, {name}", grouped,
+               [kv_q, kv_k, kv_v], False)
+    mq, mk, mv = t(b, 8, s, 64), t(b, 8, s, 64), t(b, 8, s, 64)
+    timeit("main attention 8 x 64 (default backend)", lambda q, k, v: sdpa(q, k, v, is_causal=True),
+           [mq, mk, mv], False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,9 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop"), default=None)
+    p.add_argument("--wormhole-kernel", choices=("auto", "triton", "torch"), default=None,
+                   help="model.wormhole_kernel of the wormhole arms (gated sum over sources)")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)
-    p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm kernels alone")
+    p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm / wormhole kernels alone")
+    p.add_argument("--micro-parts", default="mlp,ln,wormhole,attention",
+                   help="which --micro groups: comma list of mlp, ln, wormhole, attention")
     p.add_argument("--profile", action="store_true", help="print a kernel profile of each arm")
     p.add_argument("--out", default=None, help="write results JSON here")
     args = p.parse_args(argv)

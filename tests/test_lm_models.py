@@ -115,17 +115,25 @@ def test_causal_every_arm(arm):
 
 
 # ---------------------------------------------------------------------------------------------- equivalences
-def test_band_layernorm_equals_per_band_layer_norm():
+@pytest.mark.parametrize("widths", [(16, 12, 10, 8, 8, 6, 4), (128, 96, 80, 64, 64, 48, 32), (5, 3, 8)])
+def test_band_layernorm_equals_per_band_layer_norm(widths):
+    """Chunk size gcd(widths) = 2, 16 (the seed's bands) and 1; values and gradients."""
     torch.manual_seed(0)
-    widths = (16, 12, 10, 8, 8, 6, 4)
-    ln = BandLayerNorm(widths)
+    ln = BandLayerNorm(widths).double()
+    assert ln.chunk == math.gcd(*widths)
     for w, b in zip(ln.weight, ln.bias):
         w.data.normal_()
         b.data.normal_()
-    x = torch.randn(3, 5, 64) * 3 + 1
+    x = (torch.randn(3, 5, sum(widths), dtype=torch.float64) * 3 + 1).requires_grad_()
     ref = torch.cat([F.layer_norm(xi, (d,), w, b, 1e-5)
                      for xi, d, w, b in zip(x.split(widths, -1), widths, ln.weight, ln.bias)], -1)
-    assert torch.allclose(ln(x), ref, atol=1e-5)
+    out = ln(x)
+    assert torch.allclose(out, ref, atol=1e-10)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [x, *ln.weight, *ln.bias], g)
+    want = torch.autograd.grad(ref, [x, *ln.weight, *ln.bias], g)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-10)
 
 
 def test_band_mlp_impls_agree_and_ablation_zeroes_one_band():

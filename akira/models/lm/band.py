@@ -8,6 +8,8 @@ measured faster).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,9 +41,12 @@ def _pad_to_bands(x: torch.Tensor, gather: torch.Tensor) -> torch.Tensor:
 class BandLayerNorm(nn.Module):
     """Independent LayerNorm on each band slice, in one vectorised pass: `(..., D) -> (..., D)`.
 
-    Statistics are computed in fp32 on a padded `(..., nb, wmax)` view (segment mean and variance over each
-    band's real channels); the affine weight/bias are per-band Parameters concatenated at forward time.
-    Equal to ``cat([layer_norm(x_i) for each band])``.
+    The channels are viewed as `(..., C, g)` chunks with g = gcd of the widths (16 for the seed's bands), so each
+    band is a run of whole chunks: per-chunk sums are a plain reduction over g, per-band sums gather the C chunk
+    sums (a `(..., C)` tensor, not the activations) into a padded `(..., nb, chunks_max)` table, and the
+    statistics are broadcast back per chunk. No index op touches a `(..., D)` tensor, so the backward needs no
+    scatter-add over the activations. Statistics in fp32; the per-band affine Parameters are concatenated at
+    forward time. Equal to ``cat([layer_norm(x_i) for each band])``.
     """
 
     def __init__(self, widths: tuple[int, ...], eps: float = 1e-5, bias: bool = True):
@@ -49,10 +54,13 @@ class BandLayerNorm(nn.Module):
         self.widths, self.eps = tuple(widths), eps
         self.weight = nn.ParameterList([nn.Parameter(torch.ones(w)) for w in widths])
         self.bias = nn.ParameterList([nn.Parameter(torch.zeros(w)) for w in widths]) if bias else None
-        lay = band_layout(widths)
-        for k in ("gather", "mask", "flat"):
-            self.register_buffer(k, lay[k], persistent=False)
-        self.register_buffer("band_size", lay["widths"][:, None], persistent=False)  # (nb, 1) float
+        self.chunk = math.gcd(*self.widths)
+        n_chunks = [w // self.chunk for w in self.widths]
+        chunk_band = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(n_chunks))   # (C,)
+        lay = band_layout(n_chunks)                         # bands over chunks: gather (nb, chunks_max)
+        self.register_buffer("chunk_gather", lay["gather"], persistent=False)   # pad slot = C
+        self.register_buffer("chunk_band", chunk_band, persistent=False)
+        self.register_buffer("band_size", torch.tensor(self.widths, dtype=torch.float32), persistent=False)
 
     def reset_parameters(self, std: float = 0.0, out_std: float = 0.0) -> None:
         for p in self.weight:
@@ -66,12 +74,16 @@ class BandLayerNorm(nn.Module):
             out.update({f"bias.{i}": i for i in range(len(self.widths))})
         return out
 
+    def _per_chunk_band_mean(self, chunk_sums: torch.Tensor) -> torch.Tensor:
+        """(..., C) per-chunk sums -> (..., C, 1): the mean over the chunk's band."""
+        band_sums = _pad_to_bands(chunk_sums, self.chunk_gather).sum(-1)            # (..., nb)
+        return (band_sums / self.band_size)[..., self.chunk_band].unsqueeze(-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xp = _pad_to_bands(x.float(), self.gather)                      # (..., nb, wmax)
-        mean = xp.sum(-1, keepdim=True) / self.band_size
-        xc = (xp - mean) * self.mask
-        var = (xc * xc).sum(-1, keepdim=True) / self.band_size
-        y = (xc * torch.rsqrt(var + self.eps)).flatten(-2)[..., self.flat]  # (..., D)
+        xc = x.to(torch.promote_types(x.dtype, torch.float32)).unflatten(-1, (-1, self.chunk))  # (..., C, g)
+        xc = xc - self._per_chunk_band_mean(xc.sum(-1))
+        var = self._per_chunk_band_mean((xc * xc).sum(-1))
+        y = (xc * torch.rsqrt(var + self.eps)).flatten(-2)                          # (..., D)
         y = y * torch.cat(list(self.weight))
         if self.bias is not None:
             y = y + torch.cat(list(self.bias))

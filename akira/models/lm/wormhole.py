@@ -6,14 +6,17 @@ For every target band i and source band j != i (the *pairs*):
     o_ij = W_o,i (A v) (d_i);  g_ij = sigmoid(W_g,i [b_i ; o_ij]);  g_ij <- g_ij * 1[g_ij > threshold]
     b_i <- b_i + (1 / n_src(i)) * sum_j g_ij * o_ij          (simultaneous update; n_src = bands - 1 for "all")
 
-Vectorisation: one block-structured projection gives q, k, v of all bands; the pairs become the heads of a
-single `scaled_dot_product_attention(is_causal=True)` call (q, k zero-padded from c to 2c so the flash kernel,
-which needs equal head dims, applies; the scale stays 1/sqrt(c)). The per-pair output and gate maps are
-applied in an "offset-major" layout `(B, S, R, D)`: row r holds o_ij for every target i, in target i's own
-channel slice, with source j = (i + offset_r) mod nb (R = 6 rows for "all"), so the gate, threshold and sum
-over sources are elementwise ops plus one reduction. The gate's
-o-part is folded into one matrix, W_g^o W_o (exact in real arithmetic). Parameters are the seed's: per layer
-sum_i (2 d_i^2 + 98 d_i + 64) = 137,664 for the seed widths with c = 16 (biases included).
+Vectorisation: one block-structured projection gives q, k, v of all bands. The pairs are laid out as R x nb
+"slots" (r, i): target i, source j = (i + offset_r) % nb (R = 6 offsets for "all", every slot a pair; a subset such
+as "complementary" computes all slots and masks the unused ones), so the per-slot k, v are R rolls of the band
+axis and q is broadcast: no gather, so no scatter-add in the backward. The slots are the heads of a single
+`scaled_dot_product_attention(is_causal=True)` call (q, k zero-padded from c to 2c so the flash kernels, which need
+equal head dims, apply; the scale stays 1/sqrt(c)). The gate's o-part is folded into one matrix per band,
+W_gf,i = W_g,i^o W_o,i (exact in real arithmetic), and b_o's share of the gate into the gate's bias. The gated sum
+over sources then runs either as the fused Triton op of `wormhole_kernel` (CUDA; ``kernel="auto"|"triton"``) or
+in plain torch on a `(B, S, R, 2 D)` tensor of every slot's output and gate (``"torch"``, the CPU path).
+Parameters are the seed's: per layer sum_i (2 d_i^2 + 98 d_i + 64) = 137,664 for the seed widths with c = 16
+(biases included).
 """
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import wormhole_kernel
 from .band import band_layout
+
+KERNELS = ("auto", "triton", "torch")
 
 
 def wormhole_pairs(n_bands: int, mode: str = "all") -> list[tuple[int, int]]:
@@ -46,9 +52,12 @@ class CrossBandWormhole(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...], cross_dim: int, pairs: str = "all", top_k: int | None = None,
-                 threshold: float = 0.5, bias: bool = True):
+                 threshold: float = 0.5, bias: bool = True, kernel: str = "auto"):
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"model.wormhole_kernel: must be one of {KERNELS}, got {kernel!r}")
         self.widths, self.c, self.top_k, self.threshold = tuple(widths), cross_dim, top_k, threshold
+        self.kernel = kernel
         nb, d, c = len(widths), sum(widths), cross_dim
         self.pairs = wormhole_pairs(nb, pairs)
         self.w_qkv = nn.Parameter(torch.empty(4 * c, d))
@@ -61,22 +70,20 @@ class CrossBandWormhole(nn.Module):
         lay = band_layout(widths)
         onehot = F.one_hot(lay["band_of"], nb).T.float()                       # (nb, D)
         self.register_buffer("onehot", onehot, persistent=False)
-        # "offset-major" layout: row r of the per-pair outputs holds, in target i's channel slice, the pair
-        # (i, (i + offsets[r]) % nb); only offsets that occur are kept (6 rows for "all": no diagonal waste)
-        tgt = torch.tensor([p[0] for p in self.pairs])
-        src = torch.tensor([p[1] for p in self.pairs])
-        off = (src - tgt) % nb
-        self.offsets = sorted(set(off.tolist()))
-        row = torch.tensor([self.offsets.index(o) for o in off.tolist()])
-        self.register_buffer("tgt", tgt, persistent=False)
-        self.register_buffer("src", src, persistent=False)
-        self.register_buffer("slot", row * nb + tgt, persistent=False)        # pair -> (row, target) slot
-        pair_mask = torch.zeros(len(self.offsets), nb)
-        pair_mask[row, tgt] = 1.0
-        self.register_buffer("pair_mask", pair_mask[:, lay["band_of"]], persistent=False)  # (R, D)
-        n_src = pair_mask.sum(0)[lay["band_of"]]
+        # slots (r, i): target i, source (i + offsets[r]) % nb; only offsets that occur are kept (6 for "all")
+        off = sorted({(j - i) % nb for i, j in self.pairs})
+        self.offsets = off
+        slot_on = torch.zeros(len(off), nb, dtype=torch.int32)
+        for i, j in self.pairs:
+            slot_on[off.index((j - i) % nb), i] = 1
+        self.register_buffer("slot_on", slot_on, persistent=False)                  # (R, nb)
+        self.register_buffer("pair_mask", slot_on.float()[:, lay["band_of"]], persistent=False)  # (R, D)
+        n_src = slot_on.sum(0).float()[lay["band_of"]]
         self.register_buffer("inv_n_src", torch.where(n_src > 0, 1.0 / n_src.clamp(min=1), 0.0),
                              persistent=False)                                  # (D,)
+        w = torch.tensor(self.widths, dtype=torch.int32)
+        self.register_buffer("band_start", torch.cumsum(w, 0, dtype=torch.int32) - w, persistent=False)
+        self.register_buffer("band_width", w, persistent=False)
         # flattened per-band w_g (d_i, 2 d_i) -> positions in the packed (D, 2D) [W_g^b block-diag | W_g^o block-diag]
         g_idx = []
         for i, w in enumerate(widths):
@@ -111,7 +118,10 @@ class CrossBandWormhole(nn.Module):
         """q, k (B, P, S, c), v (B, P, S, 2c) -> (B, P, S, 2c), causal over S (top_k if set)."""
         c, s = q.shape[-1], q.shape[-2]
         if self.top_k is None or self.top_k >= s:
-            pad = v.shape[-1] - c
+            if q.is_cuda and torch.cuda.get_device_capability(q.device) >= (9, 0):
+                # cuDNN's kernel (Hopper on) takes q/k dim c != v dim 2c: H200 fwd+bwd 1.83 vs 2.15 ms padded
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=c ** -0.5)
+            pad = v.shape[-1] - c  # the flash kernels need equal head dims
             return F.scaled_dot_product_attention(F.pad(q, (0, pad)), F.pad(k, (0, pad)), v, is_causal=True,
                                                   scale=c ** -0.5)
         scores = (q @ k.transpose(-2, -1)).float() * c ** -0.5                      # (B, P, S, S)
@@ -121,6 +131,47 @@ class CrossBandWormhole(nn.Module):
         probs = scores.masked_fill(~keep, float("-inf")).softmax(-1)
         return probs.to(v.dtype) @ v
 
+    def _slots(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """qkv (B, S, nb, 4c) -> q, k (B, H, S, c), v (B, H, S, 2c) for the H = R * nb slots, in order (r, i)."""
+        c, rows = self.c, len(self.offsets)
+        q, kv = qkv[..., :c], qkv[..., c:]
+        kv = torch.stack([kv.roll(-o, 2) for o in self.offsets], 2).flatten(2, 3).transpose(1, 2)  # (B, H, S, 3c)
+        q = q.unsqueeze(2).expand(-1, -1, rows, -1, -1).flatten(2, 3).transpose(1, 2)
+        return q, kv[..., :c], kv[..., c:]
+
+    def _gate_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_g^b (D, D) block-diagonal, W_gf (D, 2c) = W_g,i^o W_o,i per band, gate bias b_g + W_g^o b_o)."""
+        d = sum(self.widths)
+        w_flat = torch.cat([w.flatten() for w in self.w_g])                          # weights only, cheap
+        w_g = w_flat.new_zeros(d * 2 * d).index_copy(0, self.g_index, w_flat).view(d, 2 * d)  # [b | o]
+        w_gb, w_go = w_g[:, :d], w_g[:, d:]
+        b_g = self.b_g
+        if self.b_o is not None:
+            b_g = (b_g if b_g is not None else 0.0) + w_go @ self.b_o
+        return w_gb, w_go @ self.w_o, b_g
+
+    def _gated_sum_torch(self, u: torch.Tensor, gate_x: torch.Tensor, w_gf: torch.Tensor) -> torch.Tensor:
+        """u (B, H, S, 2c), gate_x (B, S, D) -> (B, S, D): every slot's output and gate as a (B, S, R, 2D) tensor."""
+        b, h, s, p = u.shape
+        rows, d = len(self.offsets), gate_x.shape[-1]
+        block = self.onehot.T.unsqueeze(-1)                                          # (D, nb, 1)
+        w = torch.cat([(self.w_o.unsqueeze(1) * block).flatten(1), (w_gf.unsqueeze(1) * block).flatten(1)], 0)
+        og = F.linear(u.transpose(1, 2).reshape(b, s, rows, -1), w)                  # (B, S, R, 2D)
+        o = og[..., :d]
+        if self.b_o is not None:
+            o = o + self.b_o.to(o.dtype)
+        g = torch.sigmoid(og[..., d:] + gate_x.unsqueeze(2))
+        g = g * (g > self.threshold)
+        return (g * o * self.pair_mask.to(o.dtype)).sum(2) * self.inv_n_src.to(o.dtype)
+
+    def use_triton(self, x: torch.Tensor) -> bool:
+        if self.kernel == "torch" or not wormhole_kernel.available():
+            if self.kernel == "triton":
+                raise RuntimeError("model.wormhole_kernel=triton: Triton is not installed (it ships with CUDA "
+                                   "builds of torch); use wormhole_kernel=auto or torch")
+            return False
+        return x.is_cuda or self.kernel == "triton"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, S, D) -> wormhole update (B, S, D), to be added to x."""
         b, s, d = x.shape
@@ -128,24 +179,12 @@ class CrossBandWormhole(nn.Module):
         w_qkv = (self.w_qkv.unsqueeze(0) * self.onehot.unsqueeze(1)).reshape(nb * 4 * c, d)   # block rows
         b_qkv = self.b_qkv.reshape(-1) if self.b_qkv is not None else None
         qkv = F.linear(x, w_qkv, b_qkv).view(b, s, nb, 4 * c)
-        q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
-        u = self._attend(q[:, :, self.tgt].transpose(1, 2), k[:, :, self.src].transpose(1, 2),
-                         v[:, :, self.src].transpose(1, 2))                         # (B, P, S, 2c)
-        u = u.transpose(1, 2)                                                       # (B, S, P, 2c)
-        rows = len(self.offsets)
-        u_full = u.new_zeros(b, s, rows * nb, 2 * c).index_copy(2, self.slot, u).view(b, s, rows, nb * 2 * c)
-
-        w_o = (self.w_o.unsqueeze(1) * self.onehot.T.unsqueeze(-1)).reshape(d, nb * 2 * c)  # (D, nb*2c)
-        w_flat = torch.cat([w.flatten() for w in self.w_g])                          # weights only, cheap
-        w_g = w_flat.new_zeros(d * 2 * d).index_copy(0, self.g_index, w_flat).view(d, 2 * d)  # [b | o]
-        w_gb, w_go = w_g[:, :d], w_g[:, d:]
-        og = F.linear(u_full, torch.cat([w_o, w_go @ w_o], 0))                       # (B, S, R, 2D)
-        gate_x = F.linear(x, w_gb, self.b_g)                                          # (B, S, D)
-        o = og[..., :d]
-        gpre = og[..., d:] + gate_x.unsqueeze(2)
-        if self.b_o is not None:
-            o = o + self.b_o.to(o.dtype)
-            gpre = gpre + (w_go @ self.b_o).to(gpre.dtype)
-        g = torch.sigmoid(gpre)
-        g = g * (g > self.threshold)
-        return (g * o * self.pair_mask.to(o.dtype)).sum(2) * self.inv_n_src.to(o.dtype)
+        u = self._attend(*self._slots(qkv))                                         # (B, H, S, 2c)
+        w_gb, w_gf, b_g = self._gate_weights()
+        gate_x = F.linear(x, w_gb, b_g)                                               # (B, S, D)
+        if self.use_triton(x):
+            b_o = self.b_o.float() if self.b_o is not None else None
+            return wormhole_kernel.wormhole_gate(u, gate_x, self.w_o.float(), w_gf.float(), b_o, self.slot_on,
+                                                 self.inv_n_src, self.band_start, self.band_width,
+                                                 float(self.threshold))
+        return self._gated_sum_torch(u, gate_x, w_gf)
