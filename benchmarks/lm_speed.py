@@ -32,7 +32,6 @@ from akira.models.lm import (  # noqa: E402
     Transformer,
     band_layout,
     lm_preset,
-    wormhole_kernel,
 )
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
 from akira.tasks.optim import build_optimizer, build_param_groups  # noqa: E402
@@ -86,8 +85,6 @@ def make_config(arm: str, args) -> LMConfig:
     over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie, fused_loss=args.fused_loss)
     if args.band_impl and over["mlp"] == "band":
         over["band_impl"] = args.band_impl
-    if args.wormhole_kernel and over.get("wormhole"):
-        over["wormhole_kernel"] = args.wormhole_kernel
     return base.replace(**over)
 
 
@@ -161,8 +158,7 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
     res = {
         "arm": arm, "params": model.num_parameters(False), "params_non_embedding": model.num_parameters(True),
         "band_hidden": list(model.band_hidden) if model.band_hidden else None,
-        "band_impl": getattr(model.blocks[0].mlp, "impl", None),
-        "wormhole_kernel": cfg.wormhole_kernel if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
+        "band_impl": getattr(model.blocks[0].mlp, "impl", None), "tokens_per_s": tok_s, "step_ms": step_ms,
         "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
@@ -215,8 +211,7 @@ def _time_fwd_bwd(fn, inputs: list[torch.Tensor], args, device: torch.device) ->
 
 
 def bench_micro(args, device: torch.device) -> list[dict]:
-    """Band MLP implementations, the band LayerNorm vs a per-band loop, the wormhole (torch vs Triton gate) and
-    its attention alone (backends, padding, grouped K/V), forward + backward, each alone."""
+    """Band MLP implementations, the band LayerNorm vs a per-band loop, the wormhole and its attention alone (backends, padding, grouped K/V), forward + backward, each alone."""
     widths = (128, 96, 80, 64, 64, 48, 32) if args.preset == "full" else lm_preset("tiny").band_widths
     d = sum(widths)
     n = args.batch * args.seq
@@ -253,13 +248,9 @@ def bench_micro(args, device: torch.device) -> list[dict]:
     c = min(widths) // 2
     if "wormhole" in parts:
         x3 = torch.randn(args.batch, args.seq, d, device=device, requires_grad=True)
-        kernels = ["torch"] + (["triton"] if device.type == "cuda" and wormhole_kernel.available() else [])
-        for kernel in kernels:
-            wh = CrossBandWormhole(widths, c, kernel=kernel).to(device)
-            wh.reset_parameters(0.02, 0.02)
-            timeit(f"wormhole, {kernel} gate (whole module)", wh, [x3])
-        if device.type == "cuda" and wormhole_kernel.available():
-            bench_micro_gate(args, device, widths, c, timeit)
+        wh = CrossBandWormhole(widths, c).to(device)
+        wh.reset_parameters(0.02, 0.02)
+        timeit("wormhole (whole module)", wh, [x3])
     if "attention" in parts and device.type == "cuda":
         bench_micro_attention(args, device, len(widths), c, timeit)
     return rows
@@ -288,42 +279,6 @@ def bench_micro_layernorm(widths: tuple[int, ...], timeit, device: torch.device)
 
     timeit("band LayerNorm (padded gathers, previous)", padded_ln)
     timeit("LayerNorm 512 (baseline)", torch.nn.LayerNorm(d).to(device))
-
-
-GATE_CONFIGS = [  # Triton launch configurations of the fused gate tried by --micro
-    {"fwd_block_m": 64, "fwd_warps": 4, "bwd_block_m": 64, "bwd_warps": 4},
-    {"fwd_block_m": 64, "fwd_warps": 8, "bwd_block_m": 32, "bwd_warps": 8},
-    {"fwd_block_m": 128, "fwd_warps": 8, "bwd_block_m": 32, "bwd_warps": 4},
-    {"fwd_block_m": 32, "fwd_warps": 4, "bwd_block_m": 16, "bwd_warps": 4},
-    {"fwd_block_m": 64, "fwd_warps": 8, "bwd_block_m": 64, "bwd_warps": 8},
-]
-
-
-def bench_micro_gate(args, device: torch.device, widths: tuple[int, ...], c: int, timeit) -> None:
-    """The wormhole's gated sum over sources alone (input: the attention output of every slot, laid out as
-    SDPA returns it, and the gate's x-part): torch (compiled) vs the Triton op in several launch configurations."""
-    wh = CrossBandWormhole(widths, c, kernel="torch").to(device)
-    wh.reset_parameters(0.02, 0.02)
-    b, s, d, h = args.batch, args.seq, sum(widths), len(wh.offsets) * len(widths)
-    u0 = torch.randn(b, s, h, 2 * c, device=device, dtype=torch.bfloat16, requires_grad=True)
-    gx = torch.randn(b, s, d, device=device, dtype=torch.bfloat16, requires_grad=True)
-
-    def torch_gate(u0, gx):
-        return wh._gated_sum_torch(u0.transpose(1, 2), gx, wh._gate_weights()[1])
-
-    def triton_gate(u0, gx):
-        b_o = wh.b_o.float() if wh.b_o is not None else None
-        return wormhole_kernel.wormhole_gate(u0.transpose(1, 2), gx, wh.w_o.float(), wh._gate_weights()[1].float(),
-                                             b_o, wh.slot_on, wh.inv_n_src, wh.band_start, wh.band_width,
-                                             float(wh.threshold))
-
-    timeit("wormhole gate alone, torch (compiled)", torch_gate, [u0, gx])
-    default = dict(wormhole_kernel.CONFIG)
-    for cfg in GATE_CONFIGS:
-        wormhole_kernel.CONFIG.update(cfg)
-        timeit("wormhole gate alone, triton " + " ".join(f"{k}={v}" for k, v in cfg.items()), triton_gate,
-               [u0, gx], False)
-    wormhole_kernel.CONFIG.update(default)
 
 
 def bench_micro_attention(args, device: torch.device, nb: int, c: int, timeit) -> None:
@@ -383,8 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop"), default=None)
-    p.add_argument("--wormhole-kernel", choices=("auto", "triton", "torch"), default=None,
-                   help="model.wormhole_kernel of the wormhole arms (gated sum over sources)")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)
     p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm / wormhole kernels alone")

@@ -202,9 +202,13 @@ def _reference_wormhole(wh: CrossBandWormhole, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(outs, -1)
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])  # CUDA: on Hopper+ the pair attention runs unpadded (cuDNN)
 @pytest.mark.parametrize("pairs,top_k,threshold", [("all", None, 0.5), ("complementary", None, 0.5),
                                                    ("all", 3, 0.5), ("all", None, 0.0)])
-def test_wormhole_equals_pairwise_reference(pairs, top_k, threshold):
+def test_wormhole_equals_pairwise_reference(pairs, top_k, threshold, device):
     torch.manual_seed(0)
     wh = CrossBandWormhole((16, 12, 10, 8, 8, 6, 4), cross_dim=4, pairs=pairs, top_k=top_k, threshold=threshold)
     wh.reset_parameters(0.3, 0.3)
@@ -213,7 +217,7 @@ def test_wormhole_equals_pairwise_reference(pairs, top_k, threshold):
     for b in (wh.b_qkv, wh.b_o, wh.b_g):
         b.data.normal_(0, 0.1)
     x = torch.randn(2, 11, 64)
-    out, ref = wh(x), _reference_wormhole(wh, x)
+    out, ref = wh.to(device)(x.to(device)).cpu(), _reference_wormhole(wh.cpu(), x)
     assert torch.allclose(out, ref, atol=1e-5)
     gate_on = (out != 0).float().mean()
     assert 0.05 < gate_on <= 1.0
