@@ -285,7 +285,8 @@ def bench_micro_attention(args, device: torch.device, nb: int, c: int, timeit) -
     """The wormhole's pair attention alone, H = nb (nb - 1) heads of q/k dim c and v dim 2c, several ways; and the
     main attention (8 x 64) for scale."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.nn.functional import pad, scaled_dot_product_attention as sdpa
+    from torch.nn.functional import pad
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     b, s, h = args.batch, args.seq, nb * (nb - 1)
 

@@ -10,8 +10,9 @@ Vectorisation: one block-structured projection gives q, k, v of all bands. The p
 "slots" (r, i): target i, source j = (i + offset_r) % nb (R = 6 offsets for "all", every slot a pair; a subset such
 as "complementary" computes all slots and masks the unused ones), so the per-slot k, v are R rolls of the band
 axis and q is broadcast: no gather, so no scatter-add in the backward. The slots are the heads of a single
-`scaled_dot_product_attention(is_causal=True)` call (q, k zero-padded from c to 2c so the flash kernels, which need
-equal head dims, apply; the scale stays 1/sqrt(c)). The gate's o-part is folded into one matrix per band,
+`scaled_dot_product_attention(is_causal=True)` call (on Hopper and later, cuDNN's kernel takes q/k of dim c and v of
+dim 2c as they are; elsewhere q, k are zero-padded to 2c for the flash kernels, which need equal head dims; the
+scale stays 1/sqrt(c)). The gate's o-part is folded into one matrix per band,
 W_gf,i = W_g,i^o W_o,i (exact in real arithmetic), and b_o's share of the gate into the gate's bias; every slot's
 output and gate pre-activation come from one matmul as a `(B, S, R, 2 D)` tensor, and the gate, threshold and sum
 over sources are elementwise ops plus one reduction (fused by torch.compile). A hand-written Triton kernel that
@@ -72,7 +73,6 @@ class CrossBandWormhole(nn.Module):
         slot_on = torch.zeros(len(off), nb, dtype=torch.int32)
         for i, j in self.pairs:
             slot_on[off.index((j - i) % nb), i] = 1
-        self.register_buffer("slot_on", slot_on, persistent=False)                  # (R, nb)
         self.register_buffer("pair_mask", slot_on.float()[:, lay["band_of"]], persistent=False)  # (R, D)
         n_src = slot_on.sum(0).float()[lay["band_of"]]
         self.register_buffer("inv_n_src", torch.where(n_src > 0, 1.0 / n_src.clamp(min=1), 0.0),
