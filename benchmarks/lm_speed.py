@@ -31,6 +31,7 @@ from akira.models.lm import (  # noqa: E402
     LMConfig,
     Transformer,
     band_layout,
+    band_mlp_kernel,
     lm_preset,
 )
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
@@ -240,6 +241,8 @@ def bench_micro(args, device: torch.device) -> list[dict]:
             mlp = BandMLP(widths, hidden, impl=impl).to(device)
             mlp.reset_parameters(0.02, 0.02)
             timeit(f"band MLP e={e:.1f} {impl}", mlp)
+    if "fused" in parts and device.type == "cuda" and band_mlp_kernel.available():
+        bench_micro_fused_mlp(widths, timeit, device)
     if "mlp" in parts:
         dense = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
         timeit("dense MLP e=4 (baseline)", dense.to(device))
@@ -254,6 +257,33 @@ def bench_micro(args, device: torch.device) -> list[dict]:
     if "attention" in parts and device.type == "cuda":
         bench_micro_attention(args, device, len(widths), c, timeit)
     return rows
+
+
+FUSED_MLP_CONFIGS = [  # Triton launch configurations of the fused band MLP tried by --micro (part "fused")
+    {"block_m": 64, "block_h": 64, "warps": 4, "dw_block_m": 64, "dw_splits": 8},
+    {"block_m": 128, "block_h": 64, "warps": 8, "dw_block_m": 128, "dw_splits": 8},
+    {"block_m": 64, "block_h": 128, "warps": 8, "dw_block_m": 64, "dw_splits": 16},
+    {"block_m": 128, "block_h": 32, "warps": 4, "dw_block_m": 64, "dw_splits": 32},
+]
+
+
+def bench_micro_fused_mlp(widths: tuple[int, ...], timeit, device: torch.device) -> None:
+    """`band_impl=fused` (Triton) at e=4 and the params-matched expansion, in several launch configurations,
+    beside the loop it would replace."""
+    d = sum(widths)
+    default = dict(band_mlp_kernel.CONFIG)
+    for matched in (False, True):
+        hidden = band_hidden_sizes(lm_preset("band", band_widths=widths, d_model=d, params_matched=matched))
+        e = sum(hidden) / d
+        ref = BandMLP(widths, hidden, impl="loop").to(device)
+        ref.reset_parameters(0.02, 0.02)
+        timeit(f"band MLP e={e:.1f} loop", ref)
+        mlp = BandMLP(widths, hidden, impl="fused").to(device)
+        mlp.load_state_dict(ref.state_dict())
+        for cfg in FUSED_MLP_CONFIGS:
+            band_mlp_kernel.CONFIG.update(cfg)
+            timeit(f"band MLP e={e:.1f} fused " + " ".join(f"{k}={v}" for k, v in cfg.items()), mlp, None, False)
+    band_mlp_kernel.CONFIG.update(default)
 
 
 def bench_micro_layernorm(widths: tuple[int, ...], timeit, device: torch.device) -> None:
@@ -338,12 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=float, default=1.0, help="grad-norm clipping (0: off)")
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
-    p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop"), default=None)
+    p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)
     p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm / wormhole kernels alone")
     p.add_argument("--micro-parts", default="mlp,ln,wormhole,attention",
-                   help="which --micro groups: comma list of mlp, ln, wormhole, attention")
+                   help="which --micro groups: comma list of mlp, fused (the Triton band MLP), ln, wormhole, "
+                        "attention")
     p.add_argument("--profile", action="store_true", help="print a kernel profile of each arm")
     p.add_argument("--out", default=None, help="write results JSON here")
     args = p.parse_args(argv)

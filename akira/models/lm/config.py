@@ -13,7 +13,7 @@ SEED_BAND_WIDTHS: tuple[int, ...] = (128, 96, 80, 64, 64, 48, 32)
 POSITIONAL = ("learned", "rotary")
 MLP_KINDS = ("dense", "band", "dense_split")
 PAIRS = ("all", "complementary")
-BAND_IMPLS = ("auto", "block_diag", "bmm", "loop")
+BAND_IMPLS = ("auto", "block_diag", "bmm", "loop", "fused")
 
 
 def _err(key: str, msg: str) -> ValueError:
@@ -49,7 +49,7 @@ class LMConfig:
     band_widths: tuple[int, ...] = field(default_factory=lambda: SEED_BAND_WIDTHS)
     band_expansion: float | None = None  # band MLP hidden_i = round(e * width_i); None -> mlp_expansion
     params_matched: bool = False         # band model: solve band_expansion so non-embedding params match dense
-    band_impl: str = "auto"              # auto (block_diag; loop for expansions >= 12) | block_diag | bmm | loop
+    band_impl: str = "auto"              # auto (block_diag; loop for expansions >= 12) | block_diag | bmm | loop | fused
     # cross-band wormhole (band model only)
     wormhole: bool = False
     wormhole_pairs: str = "all"          # all | complementary
