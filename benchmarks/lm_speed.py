@@ -33,6 +33,7 @@ from akira.models.lm import (  # noqa: E402
     band_layout,
     band_mlp_kernel,
     lm_preset,
+    pair_attention_kernel,
 )
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
 from akira.tasks.optim import build_optimizer, build_param_groups  # noqa: E402
@@ -86,6 +87,8 @@ def make_config(arm: str, args) -> LMConfig:
     over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie, fused_loss=args.fused_loss)
     if args.band_impl and over["mlp"] == "band":
         over["band_impl"] = args.band_impl
+    if args.wormhole_attention and over.get("wormhole"):
+        over["wormhole_attention"] = args.wormhole_attention
     return base.replace(**over)
 
 
@@ -159,7 +162,8 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
     res = {
         "arm": arm, "params": model.num_parameters(False), "params_non_embedding": model.num_parameters(True),
         "band_hidden": list(model.band_hidden) if model.band_hidden else None,
-        "band_impl": getattr(model.blocks[0].mlp, "impl", None), "tokens_per_s": tok_s, "step_ms": step_ms,
+        "band_impl": getattr(model.blocks[0].mlp, "impl", None),
+        "wormhole_attention": cfg.wormhole_attention if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
         "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
@@ -311,6 +315,14 @@ def bench_micro_layernorm(widths: tuple[int, ...], timeit, device: torch.device)
     timeit("LayerNorm 512 (baseline)", torch.nn.LayerNorm(d).to(device))
 
 
+PAIR_ATTENTION_CONFIGS = [  # Triton launch configurations of the pair attention tried by --micro
+    {"block_m": 64, "block_n": 64, "warps": 4},
+    {"block_m": 128, "block_n": 64, "warps": 4},
+    {"block_m": 128, "block_n": 128, "warps": 8},
+    {"block_m": 64, "block_n": 128, "warps": 4},
+]
+
+
 def bench_micro_attention(args, device: torch.device, nb: int, c: int, timeit) -> None:
     """The wormhole's pair attention alone, H = nb (nb - 1) heads of q/k dim c and v dim 2c, several ways; and the
     main attention (8 x 64) for scale."""
@@ -344,6 +356,14 @@ def bench_micro_attention(args, device: torch.device, nb: int, c: int, timeit) -
         timeit(f"wormhole attention {h} heads, q/k {c} unpadded, {name}", unpadded, [q, k, v], False)
         timeit(f"wormhole attention {h} q heads / {nb} k-v heads (GQA), padded, {name}", grouped,
                [kv_q, kv_k, kv_v], False)
+    if pair_attention_kernel.available():
+        default = dict(pair_attention_kernel.CONFIG)
+        for cfg in PAIR_ATTENTION_CONFIGS:
+            pair_attention_kernel.CONFIG.update(cfg)
+            timeit(f"wormhole attention {h} heads, Triton pair_attention " + " ".join(
+                f"{k}={v}" for k, v in cfg.items()), lambda q, k, v: pair_attention_kernel.attention(q, k, v),
+                [q, k, v], False)
+        pair_attention_kernel.CONFIG.update(default)
     mq, mk, mv = t(b, 8, s, 64), t(b, 8, s, 64), t(b, 8, s, 64)
     timeit("main attention 8 x 64 (default backend)", lambda q, k, v: sdpa(q, k, v, is_causal=True),
            [mq, mk, mv], False)
@@ -369,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
+    p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
+                   help="model.wormhole_attention of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)
     p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm / wormhole kernels alone")

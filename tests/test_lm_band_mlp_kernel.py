@@ -82,3 +82,21 @@ def test_fused_bf16_compiled_model_matches_loop():
     for (name, p), q in zip(ref.named_parameters(), fused.parameters()):
         rel = (p.grad - q.grad).norm() / p.grad.norm().clamp(min=1e-12)
         assert rel < 3e-2, name
+
+
+@needs_triton
+@pytest.mark.parametrize("bias", [True, False])
+def test_opcheck_fake_and_autograd_registrations(bias):
+    """torch.library.opcheck: fake kernels match the real ops' shapes and strides; autograd is registered."""
+    torch.manual_seed(0)
+    widths, hidden = (16, 8), (40, 24)
+    x = torch.randn(7, 24, device=DEVICE, requires_grad=True)
+    w1 = [torch.randn(h, d, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
+    w2 = [torch.randn(d, h, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
+    b1 = [torch.randn(h, device=DEVICE, requires_grad=True) for h in hidden] if bias else []
+    b2 = [torch.randn(d, device=DEVICE, requires_grad=True) for d in widths] if bias else []
+    torch.library.opcheck(torch.ops.akira.band_mlp.default, (x, w1, b1, w2, b2))
+    dy = torch.randn(7, 24, device=DEVICE)
+    torch.library.opcheck(torch.ops.akira.band_mlp_backward.default,
+                          (dy, x.detach(), [w.detach() for w in w1], [b.detach() for b in b1],
+                           [w.detach() for w in w2]))

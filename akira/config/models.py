@@ -76,6 +76,7 @@ class LMModelConfig:
     wormhole_top_k: int | None = None
     wormhole_threshold: float = 0.5
     wormhole_cross_dim: int | None = None
+    wormhole_attention: str = "sdpa"
     fused_loss: bool = False
     fused_loss_chunk: int = 4096
 

@@ -160,7 +160,7 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
 
 @band_mlp.register_fake
 def _(x, w1, b1, w2, b2):
-    return torch.empty_like(x)
+    return x.new_empty(x.shape)
 
 
 @torch.library.custom_op("akira::band_mlp_backward", mutates_args=())
@@ -199,7 +199,7 @@ def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor],
 def _(dy, x, w1, b1, w2):
     like = [torch.empty_like(w) for w in w1], [torch.empty_like(b) for b in b1], [torch.empty_like(w) for w in w2]
     db2 = [b.new_empty(w.shape[1]) for b, w in zip(b1, w1)]
-    return torch.empty_like(x), like[0], like[1], like[2], db2
+    return x.new_empty(x.shape), like[0], like[1], like[2], db2
 
 
 def _setup_context(ctx, inputs, output):

@@ -14,6 +14,7 @@ POSITIONAL = ("learned", "rotary")
 MLP_KINDS = ("dense", "band", "dense_split")
 PAIRS = ("all", "complementary")
 BAND_IMPLS = ("auto", "block_diag", "bmm", "loop", "fused")
+WORMHOLE_ATTENTION = ("sdpa", "triton")
 
 
 def _err(key: str, msg: str) -> ValueError:
@@ -56,6 +57,7 @@ class LMConfig:
     wormhole_top_k: int | None = None    # keep the top_k causal scores per query (None: dense causal)
     wormhole_threshold: float = 0.5      # hard gate g * 1[g > threshold]
     wormhole_cross_dim: int | None = None  # c; None -> min(band_widths) // 2 (seed: 16)
+    wormhole_attention: str = "sdpa"     # pair attention kernel: sdpa | triton (pair_attention_kernel, opt-in)
     # head + loss in chunks of tokens (akira.models.lm.fused_loss): no (tokens x vocab) logits in training
     fused_loss: bool = False
     fused_loss_chunk: int = 4096
@@ -103,6 +105,8 @@ class LMConfig:
             raise _err("wormhole_top_k", f"must be a positive integer or null, got {self.wormhole_top_k!r}")
         if not 0.0 <= self.wormhole_threshold < 1.0:
             raise _err("wormhole_threshold", f"must be in [0, 1), got {self.wormhole_threshold}")
+        if self.wormhole_attention not in WORMHOLE_ATTENTION:
+            raise _err("wormhole_attention", f"must be one of {WORMHOLE_ATTENTION}, got {self.wormhole_attention!r}")
         if self.wormhole_cross_dim is not None and self.wormhole_cross_dim < 1:
             raise _err("wormhole_cross_dim", f"must be a positive integer or null, got {self.wormhole_cross_dim}")
 

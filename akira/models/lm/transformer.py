@@ -52,7 +52,8 @@ class Block(nn.Module):
             else:
                 self.mlp = SplitDenseMLP(d, list(dense_split_sizes(cfg)), cfg.dropout, cfg.bias)
         self.wormhole = (CrossBandWormhole(cfg.band_widths, cfg.cross_dim, cfg.wormhole_pairs, cfg.wormhole_top_k,
-                                           cfg.wormhole_threshold, cfg.bias) if cfg.wormhole else None)
+                                           cfg.wormhole_threshold, cfg.bias, cfg.wormhole_attention)
+                         if cfg.wormhole else None)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None, need_weights: bool = False):
         """x (B, S, D) -> (B, S, D), or (x, attention probs (B, H, S, S)) when ``need_weights``."""

@@ -12,7 +12,7 @@ as "complementary" computes all slots and masks the unused ones), so the per-slo
 axis and q is broadcast: no gather, so no scatter-add in the backward. The slots are the heads of a single
 `scaled_dot_product_attention(is_causal=True)` call (on Hopper and later, cuDNN's kernel takes q/k of dim c and v of
 dim 2c as they are; elsewhere q, k are zero-padded to 2c for the flash kernels, which need equal head dims; the
-scale stays 1/sqrt(c)). The gate's o-part is folded into one matrix per band,
+scale stays 1/sqrt(c); ``attention="triton"`` uses `pair_attention_kernel` instead, opt-in). The gate's o-part is folded into one matrix per band,
 W_gf,i = W_g,i^o W_o,i (exact in real arithmetic), and b_o's share of the gate into the gate's bias; every slot's
 output and gate pre-activation come from one matmul as a `(B, S, R, 2 D)` tensor, and the gate, threshold and sum
 over sources are elementwise ops plus one reduction (fused by torch.compile). A hand-written Triton kernel that
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import pair_attention_kernel
 from .band import band_layout
 
 
@@ -52,9 +53,14 @@ class CrossBandWormhole(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...], cross_dim: int, pairs: str = "all", top_k: int | None = None,
-                 threshold: float = 0.5, bias: bool = True):
+                 threshold: float = 0.5, bias: bool = True, attention: str = "sdpa"):
         super().__init__()
+        if attention not in ("sdpa", "triton"):
+            raise ValueError(f"model.wormhole_attention: must be sdpa or triton, got {attention!r}")
+        if attention == "triton" and not pair_attention_kernel.available():
+            raise ValueError("model.wormhole_attention=triton: needs Triton (it ships with CUDA builds of torch)")
         self.widths, self.c, self.top_k, self.threshold = tuple(widths), cross_dim, top_k, threshold
+        self.attention = attention
         nb, d, c = len(widths), sum(widths), cross_dim
         self.pairs = wormhole_pairs(nb, pairs)
         self.w_qkv = nn.Parameter(torch.empty(4 * c, d))
@@ -111,6 +117,8 @@ class CrossBandWormhole(nn.Module):
         """q, k (B, P, S, c), v (B, P, S, 2c) -> (B, P, S, 2c), causal over S (top_k if set)."""
         c, s = q.shape[-1], q.shape[-2]
         if self.top_k is None or self.top_k >= s:
+            if self.attention == "triton":  # opt-in kernel for small, unequal head dims
+                return pair_attention_kernel.attention(q, k, v, c ** -0.5)
             if q.is_cuda and torch.cuda.get_device_capability(q.device) >= (9, 0):
                 # cuDNN's kernel (Hopper on) takes q/k dim c != v dim 2c: H200 fwd+bwd 1.83 vs 2.15 ms padded
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=c ** -0.5)

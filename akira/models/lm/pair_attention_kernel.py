@@ -1,0 +1,215 @@
+"""Causal flash attention for small, unequal head dims (Triton): `akira::pair_attention`, forward and backward.
+
+The wormhole's 42 pair-heads have q/k dim c = 16 and v dim 2c = 32. At these widths the SDPA backends spend
+most of their time on the softmax bookkeeping rather than the matmuls (cuDNN: 1.83 ms fwd+bwd per layer on an
+H200 for 64 x 512 tokens, twice the main 8 x 64 attention; benchmarks/RESULTS.md). This is the FlashAttention-2
+algorithm written for such heads, so that the tile shapes can be chosen for them: forward with online softmax
+(exp2, log-sum-exp saved), backward as two kernels (dK/dV over key blocks, dQ over query blocks) with
+``delta = rowsum(o * do)`` formed in torch. Inputs (B, H, S, D) with any strides and a unit last stride;
+fp32 inputs run exact (no TF32). Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' reference
+check against `scaled_dot_product_attention`). Opt-in (`model.wormhole_attention=triton`): not yet measured
+on a GPU.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+CONFIG = {"block_m": 64, "block_n": 64, "warps": 4}
+LOG2E = 1.4426950408889634
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def _pow2(n: int, lo: int = 16) -> int:
+    return max(lo, 1 << (int(n) - 1).bit_length())
+
+
+if triton is not None:
+    @triton.jit
+    def _fwd_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, S, H, DK, DV, qk_scale,
+                    sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sv_b, sv_h, sv_s, so_b, so_h, so_s,
+                    BM: tl.constexpr, BN: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
+        pid_m, bh = tl.program_id(0), tl.program_id(1)
+        b, h = bh // H, bh % H
+        offs_m = pid_m * BM + tl.arange(0, BM)
+        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
+        m_ok = offs_m < S
+        q = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_s + dk_[None, :],
+                    mask=m_ok[:, None] & (dk_ < DK)[None, :], other=0.0)
+        m_i = tl.full((BM,), float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros((BM,), dtype=tl.float32)
+        acc = tl.zeros((BM, BDV), dtype=tl.float32)
+        hi = tl.minimum((pid_m + 1) * BM, S)
+        for start_n in range(0, hi, BN):
+            offs_n = start_n + tl.arange(0, BN)
+            n_ok = offs_n < S
+            kt = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[None, :] * sk_s + dk_[:, None],
+                         mask=n_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BN)
+            v = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[:, None] * sv_s + dv_[None, :],
+                        mask=n_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                     # (BN, BDV)
+            s = tl.dot(q, kt, out_dtype=tl.float32, input_precision=PREC) * qk_scale
+            keep = (offs_m[:, None] >= offs_n[None, :]) & n_ok[None, :]
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.math.exp2(s - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, out_dtype=tl.float32, input_precision=PREC)
+            m_i = m_new
+        acc = acc / l_i[:, None]
+        tl.store(o_ptr + b * so_b + h * so_h + offs_m[:, None] * so_s + dv_[None, :],
+                 acc.to(o_ptr.dtype.element_ty), mask=m_ok[:, None] & (dv_ < DV)[None, :])
+        tl.store(lse_ptr + bh * S + offs_m, m_i + tl.math.log2(l_i), mask=m_ok)
+
+    @triton.jit
+    def _dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, S, H, DK, DV, qk_scale,
+                     sm_scale, sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sv_b, sv_h, sv_s, sd_b, sd_h, sd_s,
+                     BM: tl.constexpr, BN: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
+        pid_n, bh = tl.program_id(0), tl.program_id(1)
+        b, h = bh // H, bh % H
+        offs_n = pid_n * BN + tl.arange(0, BN)
+        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
+        n_ok = offs_n < S
+        k = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[:, None] * sk_s + dk_[None, :],
+                    mask=n_ok[:, None] & (dk_ < DK)[None, :], other=0.0)                         # (BN, BDK)
+        v = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[:, None] * sv_s + dv_[None, :],
+                    mask=n_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                         # (BN, BDV)
+        dk = tl.zeros((BN, BDK), dtype=tl.float32)
+        dv = tl.zeros((BN, BDV), dtype=tl.float32)
+        lo = (pid_n * BN // BM) * BM
+        for start_m in range(lo, S, BM):
+            offs_m = start_m + tl.arange(0, BM)
+            m_ok = offs_m < S
+            qt = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[None, :] * sq_s + dk_[:, None],
+                         mask=m_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BM)
+            do = tl.load(do_ptr + b * sd_b + h * sd_h + offs_m[:, None] * sd_s + dv_[None, :],
+                         mask=m_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                    # (BM, BDV)
+            lse = tl.load(lse_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
+            delta = tl.load(delta_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
+            st = tl.dot(k, qt, out_dtype=tl.float32, input_precision=PREC) * qk_scale             # (BN, BM)
+            keep = (offs_m[None, :] >= offs_n[:, None]) & m_ok[None, :]
+            pt = tl.where(keep, tl.math.exp2(st - lse[None, :]), 0.0)
+            dv += tl.dot(pt.to(do.dtype), do, out_dtype=tl.float32, input_precision=PREC)
+            dpt = tl.dot(v, tl.trans(do), out_dtype=tl.float32, input_precision=PREC)             # (BN, BM)
+            dst = pt * (dpt - delta[None, :])
+            dk += tl.dot(dst.to(qt.dtype), tl.trans(qt), out_dtype=tl.float32, input_precision=PREC)
+        tl.store(dk_ptr + bh * S * DK + offs_n[:, None] * DK + dk_[None, :], (dk * sm_scale).to(
+            dk_ptr.dtype.element_ty), mask=n_ok[:, None] & (dk_ < DK)[None, :])
+        tl.store(dv_ptr + bh * S * DV + offs_n[:, None] * DV + dv_[None, :], dv.to(dv_ptr.dtype.element_ty),
+                 mask=n_ok[:, None] & (dv_ < DV)[None, :])
+
+    @triton.jit
+    def _dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, S, H, DK, DV, qk_scale, sm_scale,
+                   sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sv_b, sv_h, sv_s, sd_b, sd_h, sd_s,
+                   BM: tl.constexpr, BN: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
+        pid_m, bh = tl.program_id(0), tl.program_id(1)
+        b, h = bh // H, bh % H
+        offs_m = pid_m * BM + tl.arange(0, BM)
+        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
+        m_ok = offs_m < S
+        q = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_s + dk_[None, :],
+                    mask=m_ok[:, None] & (dk_ < DK)[None, :], other=0.0)                         # (BM, BDK)
+        do = tl.load(do_ptr + b * sd_b + h * sd_h + offs_m[:, None] * sd_s + dv_[None, :],
+                     mask=m_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                        # (BM, BDV)
+        lse = tl.load(lse_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
+        delta = tl.load(delta_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
+        dq = tl.zeros((BM, BDK), dtype=tl.float32)
+        hi = tl.minimum((pid_m + 1) * BM, S)
+        for start_n in range(0, hi, BN):
+            offs_n = start_n + tl.arange(0, BN)
+            n_ok = offs_n < S
+            kt = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[None, :] * sk_s + dk_[:, None],
+                         mask=n_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BN)
+            vt = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[None, :] * sv_s + dv_[:, None],
+                         mask=n_ok[None, :] & (dv_ < DV)[:, None], other=0.0)                    # (BDV, BN)
+            s = tl.dot(q, kt, out_dtype=tl.float32, input_precision=PREC) * qk_scale
+            keep = (offs_m[:, None] >= offs_n[None, :]) & n_ok[None, :]
+            p = tl.where(keep, tl.math.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, vt, out_dtype=tl.float32, input_precision=PREC)
+            ds = p * (dp - delta[:, None])
+            dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), out_dtype=tl.float32, input_precision=PREC)
+        tl.store(dq_ptr + bh * S * DK + offs_m[:, None] * DK + dk_[None, :], (dq * sm_scale).to(
+            dq_ptr.dtype.element_ty), mask=m_ok[:, None] & (dk_ < DK)[None, :])
+
+
+def _meta(q: torch.Tensor, v: torch.Tensor) -> dict:
+    return {"BDK": _pow2(q.shape[-1]), "BDV": _pow2(v.shape[-1]),
+            "PREC": "ieee" if q.dtype == torch.float32 else "tf32"}
+
+
+def _unit_last(*ts: torch.Tensor) -> list[torch.Tensor]:
+    return [t if t.stride(-1) == 1 else t.contiguous() for t in ts]
+
+
+@torch.library.custom_op("akira::pair_attention", mutates_args=())
+def pair_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention: q, k (B, H, S, DK), v (B, H, S, DV) -> (o (B, H, S, DV), lse (B, H, S) fp32, log2)."""
+    q, k, v = _unit_last(q, k, v)
+    b, h, s, _ = q.shape
+    o = torch.empty(b, h, s, v.shape[-1], dtype=q.dtype, device=q.device)
+    lse = torch.empty(b, h, s, dtype=torch.float32, device=q.device)
+    bm, bn = CONFIG["block_m"], CONFIG["block_n"]
+    _fwd_kernel[(triton.cdiv(s, bm), b * h)](
+        q, k, v, o, lse, s, h, q.shape[-1], v.shape[-1], scale * LOG2E, *q.stride()[:3], *k.stride()[:3],
+        *v.stride()[:3], *o.stride()[:3], BM=bm, BN=bn, num_warps=CONFIG["warps"], **_meta(q, v))
+    return o, lse
+
+
+@pair_attention.register_fake
+def _(q, k, v, scale):
+    b, h, s, _ = q.shape
+    return q.new_empty(b, h, s, v.shape[-1]), q.new_empty(b, h, s, dtype=torch.float32)
+
+
+@torch.library.custom_op("akira::pair_attention_backward", mutates_args=())
+def pair_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+                            lse: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv), each contiguous (B, H, S, D)."""
+    q, k, v, do = _unit_last(q, k, v, do.to(q.dtype))
+    b, h, s, _ = q.shape
+    delta = (o.float() * do.float()).sum(-1).contiguous()                                   # (B, H, S)
+    dq, dk, dv = (torch.empty(b, h, s, t.shape[-1], dtype=q.dtype, device=q.device) for t in (q, k, v))
+    bm, bn = CONFIG["block_m"], CONFIG["block_n"]
+    strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
+    meta = {"BM": bm, "BN": bn, "num_warps": CONFIG["warps"], **_meta(q, v)}
+    args = (s, h, q.shape[-1], v.shape[-1], scale * LOG2E, scale)
+    _dkdv_kernel[(triton.cdiv(s, bn), b * h)](q, k, v, do, lse, delta, dk, dv, *args, *strides, **meta)
+    _dq_kernel[(triton.cdiv(s, bm), b * h)](q, k, v, do, lse, delta, dq, *args, *strides, **meta)
+    return dq, dk, dv
+
+
+@pair_attention_backward.register_fake
+def _(do, q, k, v, o, lse, scale):
+    return tuple(t.new_empty(t.shape) for t in (q, k, v))  # contiguous, as the kernels write them
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, scale = inputs
+    o, lse = output
+    ctx.scale = scale
+    ctx.save_for_backward(q, k, v, o, lse)
+
+
+def _backward(ctx, do, _dlse):
+    q, k, v, o, lse = ctx.saved_tensors
+    dq, dk, dv = pair_attention_backward(do, q, k, v, o, lse, ctx.scale)
+    return dq, dk, dv, None
+
+
+pair_attention.register_autograd(_backward, setup_context=_setup_context)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Causal attention output (B, H, S, DV) of q, k (B, H, S, DK), v (B, H, S, DV)."""
+    return pair_attention(q, k, v, float(scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])))[0]
