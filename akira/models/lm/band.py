@@ -197,7 +197,8 @@ class BandMLP(nn.Module):
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         b1 = list(self.b1) if self.b1 is not None else []
         b2 = list(self.b2) if self.b2 is not None else []
-        y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), list(self.w1), b1, list(self.w2), b2)
+        w1, w2 = [w.to(dtype) for w in self.w1], [w.to(dtype) for w in self.w2]  # as autocast's F.linear does
+        y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), w1, b1, w2, b2)
         return y.view(x.shape)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None) -> torch.Tensor:
