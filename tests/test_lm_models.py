@@ -223,6 +223,20 @@ def test_wormhole_equals_pairwise_reference(pairs, top_k, threshold, device):
     assert 0.05 < gate_on <= 1.0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_wormhole_compiles_on_cuda_without_graph_breaks():
+    """The attention choice (unpadded on Hopper+) is made at trace time: fullgraph compile must hold."""
+    wh = CrossBandWormhole((128, 96, 80, 64, 64, 48, 32), cross_dim=16).cuda()
+    wh.reset_parameters(0.02, 0.02)
+    x = torch.randn(2, 64, 512, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = torch.compile(wh, fullgraph=True)(x)
+        ref = wh(x)
+    torch.testing.assert_close(y.float(), ref.float(), atol=2e-2, rtol=2e-2)
+    y.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_wormhole_pairs():
     assert len(wormhole_pairs(7, "all")) == 42
     comp = wormhole_pairs(7, "complementary")
