@@ -69,7 +69,8 @@ def test_wormhole_with_triton_attention_equals_sdpa_path():
 @pytest.mark.skipif(DEVICE != "cuda", reason="bf16 autocast and torch.compile on the GPU")
 def test_bf16_compiled_model_matches_sdpa():
     torch.manual_seed(0)
-    cfg = lm_preset("band_wormhole", vocab_size=512, max_seq_len=128, n_layer=2, dropout=0.0)
+    # threshold 0: no hard-gate flips from bf16 rounding differences between the two attention kernels
+    cfg = lm_preset("band_wormhole", vocab_size=512, max_seq_len=128, n_layer=2, dropout=0.0, wormhole_threshold=0.0)
     ref = Transformer(cfg).to(DEVICE)
     tri = Transformer(cfg.replace(wormhole_attention="triton")).to(DEVICE)
     tri.load_state_dict(ref.state_dict())
