@@ -14,11 +14,19 @@ from omegaconf import open_dict
 
 from akira.cli import CONF_DIR, ROOT
 from akira.config import register_configs
+from akira.models.lm import triton_support
 
 os.environ.setdefault("AKIRA_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)  # the suite also starts train.py subprocesses: never oversubscribe 2 cores
+
+# The LM's Triton kernels run on CUDA, or on CPU under TRITON_INTERPRET=1 with Triton installed (not in the CPU CI)
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_triton = pytest.mark.skipif(
+    not triton_support.available() or (KERNEL_DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1"),
+    reason="needs Triton on CUDA, or TRITON_INTERPRET=1 on CPU")
+without_triton = pytest.mark.skipif(triton_support.available(), reason="Triton is installed")
 
 
 def compose_config(overrides: list[str], config_name: str = "train", run_dir: Path | None = None):

@@ -5,19 +5,15 @@ environment has no Triton, so there the module only checks the clear refusal.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-from akira.models.lm import BandMLP, Transformer, band_mlp_kernel, lm_preset
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-RUNS = band_mlp_kernel.available() and (DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
-needs_triton = pytest.mark.skipif(not RUNS, reason="needs Triton on CUDA, or TRITON_INTERPRET=1 on CPU")
+from akira.models.lm import BandMLP, Transformer, lm_preset
+from tests.conftest import KERNEL_DEVICE as DEVICE
+from tests.conftest import needs_triton, without_triton
 
 
-@pytest.mark.skipif(band_mlp_kernel.available(), reason="Triton is installed")
+@without_triton
 def test_fused_without_triton_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="band_impl=fused: needs Triton"):
         BandMLP((16, 8), (32, 16), impl="fused")

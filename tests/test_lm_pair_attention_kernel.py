@@ -6,20 +6,16 @@ environment has no Triton, so there the module only checks the clear refusal.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from akira.models.lm import CrossBandWormhole, Transformer, lm_preset, pair_attention_kernel
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-RUNS = pair_attention_kernel.available() and (DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
-needs_triton = pytest.mark.skipif(not RUNS, reason="needs Triton on CUDA, or TRITON_INTERPRET=1 on CPU")
+from tests.conftest import KERNEL_DEVICE as DEVICE
+from tests.conftest import needs_triton, without_triton
 
 
-@pytest.mark.skipif(pair_attention_kernel.available(), reason="Triton is installed")
+@without_triton
 def test_triton_attention_without_triton_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="wormhole_attention=triton: needs Triton"):
         CrossBandWormhole((8, 8), cross_dim=4, attention="triton")

@@ -17,22 +17,10 @@ from __future__ import annotations
 
 import torch
 
-try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
+from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 # launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several)
 CONFIG = {"block_m": 64, "block_h": 64, "warps": 4, "dw_block_m": 64, "dw_splits": 8}
-
-
-def available() -> bool:
-    return triton is not None
-
-
-def _pow2(n: int, lo: int = 16) -> int:
-    return max(lo, 1 << (int(n) - 1).bit_length())
 
 
 if triton is not None:
@@ -46,53 +34,56 @@ if triton is not None:
         return cdf + p * 0.3989422804014327 * tl.exp(-0.5 * p * p)
 
     @triton.jit
+    def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
+        """This program's (BM, BD) tile of band columns [col0, col0 + d) of an (N, D) tensor: offsets, mask."""
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.arange(0, BD)
+        return rows[:, None] * D + col0 + cols[None, :], (rows < N)[:, None] & (cols < d)[None, :]
+
+    @triton.jit
+    def _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD: tl.constexpr):
+        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero outside (d, h)."""
+        cols = tl.arange(0, BD)
+        ok = (cols < d)[:, None] & (hs < h)[None, :]
+        w1t = tl.load(w1_ptr + hs[None, :] * d + cols[:, None], mask=ok, other=0.0).to(dt)
+        w2 = tl.load(w2_ptr + cols[:, None] * h + hs[None, :], mask=ok, other=0.0).to(dt)
+        return w1t, w2
+
+    @triton.jit
     def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, y_ptr, N, D, col0, d, h,
                     HAS_BIAS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr,
                     PREC: tl.constexpr):
-        rows = tl.program_id(0) * BM + tl.arange(0, BM)
-        cols = tl.arange(0, BD)
-        r_ok, c_ok = rows < N, cols < d
-        io = rows[:, None] * D + col0 + cols[None, :]
-        io_ok = r_ok[:, None] & c_ok[None, :]
+        io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = x_ptr.dtype.element_ty
         x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
         acc = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            h_ok = hs < h
-            w_ok = c_ok[:, None] & h_ok[None, :]
-            w1t = tl.load(w1_ptr + hs[None, :] * d + cols[:, None], mask=w_ok, other=0.0).to(dt)   # (BD, BH)
+            w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
             pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
-                pre += tl.load(b1_ptr + hs, mask=h_ok, other=0.0).to(tl.float32)[None, :]
-            w2 = tl.load(w2_ptr + cols[:, None] * h + hs[None, :], mask=w_ok, other=0.0).to(dt)    # (BD, BH)
+                pre += tl.load(b1_ptr + hs, mask=hs < h, other=0.0).to(tl.float32)[None, :]
             acc += tl.dot(_gelu(pre).to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
         if HAS_BIAS:
-            acc += tl.load(b2_ptr + cols, mask=c_ok, other=0.0).to(tl.float32)[None, :]
+            cols = tl.arange(0, BD)
+            acc += tl.load(b2_ptr + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
     def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2_ptr, dx_ptr, N, D, col0, d, h,
                    HAS_BIAS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr,
                    PREC: tl.constexpr):
-        rows = tl.program_id(0) * BM + tl.arange(0, BM)
-        cols = tl.arange(0, BD)
-        r_ok, c_ok = rows < N, cols < d
-        io = rows[:, None] * D + col0 + cols[None, :]
-        io_ok = r_ok[:, None] & c_ok[None, :]
+        io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = x_ptr.dtype.element_ty
         x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
         dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
         dx = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            h_ok = hs < h
-            w_ok = c_ok[:, None] & h_ok[None, :]
-            w1t = tl.load(w1_ptr + hs[None, :] * d + cols[:, None], mask=w_ok, other=0.0).to(dt)   # (BD, BH)
+            w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
             pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
-                pre += tl.load(b1_ptr + hs, mask=h_ok, other=0.0).to(tl.float32)[None, :]
-            w2 = tl.load(w2_ptr + cols[:, None] * h + hs[None, :], mask=w_ok, other=0.0).to(dt)    # (BD, BH)
+                pre += tl.load(b1_ptr + hs, mask=hs < h, other=0.0).to(tl.float32)[None, :]
             dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * _gelu_grad(pre)
             dx += tl.dot(dpre.to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
@@ -107,8 +98,7 @@ if triton is not None:
         h_ok, c_ok = hs < h, cols < d
         w_ok = c_ok[:, None] & h_ok[None, :]
         dt = x_ptr.dtype.element_ty
-        w1t = tl.load(w1_ptr + hs[None, :] * d + cols[:, None], mask=w_ok, other=0.0).to(dt)       # (BD, BH)
-        w2 = tl.load(w2_ptr + cols[:, None] * h + hs[None, :], mask=w_ok, other=0.0).to(dt)        # (BD, BH)
+        w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
         if HAS_BIAS:
             b1 = tl.load(b1_ptr + hs, mask=h_ok, other=0.0).to(tl.float32)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
@@ -135,10 +125,6 @@ if triton is not None:
             tl.store(db1_ptr + split * h + hs, db1, mask=h_ok)
 
 
-def _prec(x: torch.Tensor) -> str:
-    return "ieee" if x.dtype == torch.float32 else "tf32"  # fp32 runs exact, not TF32
-
-
 @torch.library.custom_op("akira::band_mlp", mutates_args=())
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
              b2: list[torch.Tensor]) -> torch.Tensor:
@@ -152,7 +138,7 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
         h, d = w1_i.shape
         b1_i, b2_i = (b1[i], b2[i]) if b1 else (w1_i, w1_i)
         _fwd_kernel[(triton.cdiv(n, bm),)](x, w1_i, b1_i, w2_i, b2_i, y, n, dim, col0, d, h,
-                                           HAS_BIAS=bool(b1), BM=bm, BD=_pow2(d), BH=bh, PREC=_prec(x),
+                                           HAS_BIAS=bool(b1), BM=bm, BD=pow2(d), BH=bh, PREC=dot_precision(x),
                                            num_warps=CONFIG["warps"])
         col0 += d
     return y
@@ -179,7 +165,7 @@ def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor],
     for i, (w1_i, w2_i) in enumerate(zip(w1, w2)):
         h, d = w1_i.shape
         b1_i = b1[i] if b1 else w1_i
-        meta = {"HAS_BIAS": bool(b1), "BD": _pow2(d), "BH": bh, "PREC": _prec(x), "num_warps": CONFIG["warps"]}
+        meta = {"HAS_BIAS": bool(b1), "BD": pow2(d), "BH": bh, "PREC": dot_precision(x), "num_warps": CONFIG["warps"]}
         _dx_kernel[(triton.cdiv(n, bm),)](x, dy, w1_i, b1_i, w2_i, dx, n, dim, col0, d, h, BM=bm, **meta)
         f32 = {"dtype": torch.float32, "device": x.device}
         p_w1, p_w2 = torch.empty(splits, h, d, **f32), torch.empty(splits, d, h, **f32)

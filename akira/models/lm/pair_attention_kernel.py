@@ -16,25 +16,33 @@ import math
 
 import torch
 
-try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
+from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 CONFIG = {"block_m": 64, "block_n": 64, "warps": 4}
 LOG2E = 1.4426950408889634
 
 
-def available() -> bool:
-    return triton is not None
-
-
-def _pow2(n: int, lo: int = 16) -> int:
-    return max(lo, 1 << (int(n) - 1).bit_length())
-
-
 if triton is not None:
+    @triton.jit
+    def _tile(ptr, base, offs, s_stride, S, D, BD: tl.constexpr, T: tl.constexpr):
+        """ptr[base + offs * s_stride + j], j < D, for the sequence positions offs < S: a (len(offs), BD) tile,
+        or its (BD, len(offs)) transpose when T; zero outside."""
+        j = tl.arange(0, BD)
+        if T:
+            off = offs[None, :] * s_stride + j[:, None]
+            ok = (offs < S)[None, :] & (j < D)[:, None]
+        else:
+            off = offs[:, None] * s_stride + j[None, :]
+            ok = (offs < S)[:, None] & (j < D)[None, :]
+        return tl.load(ptr + base + off, mask=ok, other=0.0)
+
+    @triton.jit
+    def _store_tile(ptr, base, offs, s_stride, S, D, value, BD: tl.constexpr):
+        """ptr[base + offs * s_stride + j] = value (len(offs), BD), j < D, offs < S."""
+        j = tl.arange(0, BD)
+        tl.store(ptr + base + offs[:, None] * s_stride + j[None, :], value.to(ptr.dtype.element_ty),
+                 mask=(offs < S)[:, None] & (j < D)[None, :])
+
     @triton.jit
     def _fwd_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, S, H, DK, DV, qk_scale,
                     sq_b, sq_h, sq_s, sk_b, sk_h, sk_s, sv_b, sv_h, sv_s, so_b, so_h, so_s,
@@ -42,23 +50,17 @@ if triton is not None:
         pid_m, bh = tl.program_id(0), tl.program_id(1)
         b, h = bh // H, bh % H
         offs_m = pid_m * BM + tl.arange(0, BM)
-        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
-        m_ok = offs_m < S
-        q = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_s + dk_[None, :],
-                    mask=m_ok[:, None] & (dk_ < DK)[None, :], other=0.0)
+        q = _tile(q_ptr, b * sq_b + h * sq_h, offs_m, sq_s, S, DK, BDK, False)                  # (BM, BDK)
         m_i = tl.full((BM,), float("-inf"), dtype=tl.float32)
         l_i = tl.zeros((BM,), dtype=tl.float32)
         acc = tl.zeros((BM, BDV), dtype=tl.float32)
         hi = tl.minimum((pid_m + 1) * BM, S)
         for start_n in range(0, hi, BN):
             offs_n = start_n + tl.arange(0, BN)
-            n_ok = offs_n < S
-            kt = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[None, :] * sk_s + dk_[:, None],
-                         mask=n_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BN)
-            v = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[:, None] * sv_s + dv_[None, :],
-                        mask=n_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                     # (BN, BDV)
+            kt = _tile(k_ptr, b * sk_b + h * sk_h, offs_n, sk_s, S, DK, BDK, True)              # (BDK, BN)
+            v = _tile(v_ptr, b * sv_b + h * sv_h, offs_n, sv_s, S, DV, BDV, False)              # (BN, BDV)
             s = tl.dot(q, kt, out_dtype=tl.float32, input_precision=PREC) * qk_scale
-            keep = (offs_m[:, None] >= offs_n[None, :]) & n_ok[None, :]
+            keep = (offs_m[:, None] >= offs_n[None, :]) & (offs_n < S)[None, :]
             s = tl.where(keep, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             p = tl.math.exp2(s - m_new[:, None])
@@ -66,10 +68,8 @@ if triton is not None:
             l_i = l_i * alpha + tl.sum(p, 1)
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, out_dtype=tl.float32, input_precision=PREC)
             m_i = m_new
-        acc = acc / l_i[:, None]
-        tl.store(o_ptr + b * so_b + h * so_h + offs_m[:, None] * so_s + dv_[None, :],
-                 acc.to(o_ptr.dtype.element_ty), mask=m_ok[:, None] & (dv_ < DV)[None, :])
-        tl.store(lse_ptr + bh * S + offs_m, m_i + tl.math.log2(l_i), mask=m_ok)
+        _store_tile(o_ptr, b * so_b + h * so_h, offs_m, so_s, S, DV, acc / l_i[:, None], BDV)
+        tl.store(lse_ptr + bh * S + offs_m, m_i + tl.math.log2(l_i), mask=offs_m < S)
 
     @triton.jit
     def _dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, S, H, DK, DV, qk_scale,
@@ -78,22 +78,16 @@ if triton is not None:
         pid_n, bh = tl.program_id(0), tl.program_id(1)
         b, h = bh // H, bh % H
         offs_n = pid_n * BN + tl.arange(0, BN)
-        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
-        n_ok = offs_n < S
-        k = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[:, None] * sk_s + dk_[None, :],
-                    mask=n_ok[:, None] & (dk_ < DK)[None, :], other=0.0)                         # (BN, BDK)
-        v = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[:, None] * sv_s + dv_[None, :],
-                    mask=n_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                         # (BN, BDV)
+        k = _tile(k_ptr, b * sk_b + h * sk_h, offs_n, sk_s, S, DK, BDK, False)                  # (BN, BDK)
+        v = _tile(v_ptr, b * sv_b + h * sv_h, offs_n, sv_s, S, DV, BDV, False)                  # (BN, BDV)
         dk = tl.zeros((BN, BDK), dtype=tl.float32)
         dv = tl.zeros((BN, BDV), dtype=tl.float32)
         lo = (pid_n * BN // BM) * BM
         for start_m in range(lo, S, BM):
             offs_m = start_m + tl.arange(0, BM)
             m_ok = offs_m < S
-            qt = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[None, :] * sq_s + dk_[:, None],
-                         mask=m_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BM)
-            do = tl.load(do_ptr + b * sd_b + h * sd_h + offs_m[:, None] * sd_s + dv_[None, :],
-                         mask=m_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                    # (BM, BDV)
+            qt = _tile(q_ptr, b * sq_b + h * sq_h, offs_m, sq_s, S, DK, BDK, True)              # (BDK, BM)
+            do = _tile(do_ptr, b * sd_b + h * sd_h, offs_m, sd_s, S, DV, BDV, False)            # (BM, BDV)
             lse = tl.load(lse_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
             delta = tl.load(delta_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
             st = tl.dot(k, qt, out_dtype=tl.float32, input_precision=PREC) * qk_scale             # (BN, BM)
@@ -103,10 +97,8 @@ if triton is not None:
             dpt = tl.dot(v, tl.trans(do), out_dtype=tl.float32, input_precision=PREC)             # (BN, BM)
             dst = pt * (dpt - delta[None, :])
             dk += tl.dot(dst.to(qt.dtype), tl.trans(qt), out_dtype=tl.float32, input_precision=PREC)
-        tl.store(dk_ptr + bh * S * DK + offs_n[:, None] * DK + dk_[None, :], (dk * sm_scale).to(
-            dk_ptr.dtype.element_ty), mask=n_ok[:, None] & (dk_ < DK)[None, :])
-        tl.store(dv_ptr + bh * S * DV + offs_n[:, None] * DV + dv_[None, :], dv.to(dv_ptr.dtype.element_ty),
-                 mask=n_ok[:, None] & (dv_ < DV)[None, :])
+        _store_tile(dk_ptr, bh * S * DK, offs_n, DK, S, DK, dk * sm_scale, BDK)
+        _store_tile(dv_ptr, bh * S * DV, offs_n, DV, S, DV, dv, BDV)
 
     @triton.jit
     def _dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, S, H, DK, DV, qk_scale, sm_scale,
@@ -115,36 +107,28 @@ if triton is not None:
         pid_m, bh = tl.program_id(0), tl.program_id(1)
         b, h = bh // H, bh % H
         offs_m = pid_m * BM + tl.arange(0, BM)
-        dk_, dv_ = tl.arange(0, BDK), tl.arange(0, BDV)
         m_ok = offs_m < S
-        q = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_s + dk_[None, :],
-                    mask=m_ok[:, None] & (dk_ < DK)[None, :], other=0.0)                         # (BM, BDK)
-        do = tl.load(do_ptr + b * sd_b + h * sd_h + offs_m[:, None] * sd_s + dv_[None, :],
-                     mask=m_ok[:, None] & (dv_ < DV)[None, :], other=0.0)                        # (BM, BDV)
+        q = _tile(q_ptr, b * sq_b + h * sq_h, offs_m, sq_s, S, DK, BDK, False)                  # (BM, BDK)
+        do = _tile(do_ptr, b * sd_b + h * sd_h, offs_m, sd_s, S, DV, BDV, False)                # (BM, BDV)
         lse = tl.load(lse_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
         delta = tl.load(delta_ptr + bh * S + offs_m, mask=m_ok, other=0.0)
         dq = tl.zeros((BM, BDK), dtype=tl.float32)
         hi = tl.minimum((pid_m + 1) * BM, S)
         for start_n in range(0, hi, BN):
             offs_n = start_n + tl.arange(0, BN)
-            n_ok = offs_n < S
-            kt = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[None, :] * sk_s + dk_[:, None],
-                         mask=n_ok[None, :] & (dk_ < DK)[:, None], other=0.0)                    # (BDK, BN)
-            vt = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[None, :] * sv_s + dv_[:, None],
-                         mask=n_ok[None, :] & (dv_ < DV)[:, None], other=0.0)                    # (BDV, BN)
+            kt = _tile(k_ptr, b * sk_b + h * sk_h, offs_n, sk_s, S, DK, BDK, True)              # (BDK, BN)
+            vt = _tile(v_ptr, b * sv_b + h * sv_h, offs_n, sv_s, S, DV, BDV, True)              # (BDV, BN)
             s = tl.dot(q, kt, out_dtype=tl.float32, input_precision=PREC) * qk_scale
-            keep = (offs_m[:, None] >= offs_n[None, :]) & n_ok[None, :]
+            keep = (offs_m[:, None] >= offs_n[None, :]) & (offs_n < S)[None, :]
             p = tl.where(keep, tl.math.exp2(s - lse[:, None]), 0.0)
             dp = tl.dot(do, vt, out_dtype=tl.float32, input_precision=PREC)
             ds = p * (dp - delta[:, None])
             dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), out_dtype=tl.float32, input_precision=PREC)
-        tl.store(dq_ptr + bh * S * DK + offs_m[:, None] * DK + dk_[None, :], (dq * sm_scale).to(
-            dq_ptr.dtype.element_ty), mask=m_ok[:, None] & (dk_ < DK)[None, :])
+        _store_tile(dq_ptr, bh * S * DK, offs_m, DK, S, DK, dq * sm_scale, BDK)
 
 
 def _meta(q: torch.Tensor, v: torch.Tensor) -> dict:
-    return {"BDK": _pow2(q.shape[-1]), "BDV": _pow2(v.shape[-1]),
-            "PREC": "ieee" if q.dtype == torch.float32 else "tf32"}
+    return {"BDK": pow2(q.shape[-1]), "BDV": pow2(v.shape[-1]), "PREC": dot_precision(q)}
 
 
 def _unit_last(*ts: torch.Tensor) -> list[torch.Tensor]:

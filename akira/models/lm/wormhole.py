@@ -29,6 +29,7 @@ from torch import nn
 
 from . import pair_attention_kernel
 from .band import band_layout
+from .config import WORMHOLE_ATTENTION
 
 
 def wormhole_pairs(n_bands: int, mode: str = "all") -> list[tuple[int, int]]:
@@ -55,8 +56,8 @@ class CrossBandWormhole(nn.Module):
     def __init__(self, widths: tuple[int, ...], cross_dim: int, pairs: str = "all", top_k: int | None = None,
                  threshold: float = 0.5, bias: bool = True, attention: str = "sdpa"):
         super().__init__()
-        if attention not in ("sdpa", "triton"):
-            raise ValueError(f"model.wormhole_attention: must be sdpa or triton, got {attention!r}")
+        if attention not in WORMHOLE_ATTENTION:
+            raise ValueError(f"model.wormhole_attention: must be one of {WORMHOLE_ATTENTION}, got {attention!r}")
         if attention == "triton" and not pair_attention_kernel.available():
             raise ValueError("model.wormhole_attention=triton: needs Triton (it ships with CUDA builds of torch)")
         self.widths, self.c, self.top_k, self.threshold = tuple(widths), cross_dim, top_k, threshold
@@ -153,7 +154,7 @@ class CrossBandWormhole(nn.Module):
 
     def _gated_sum(self, u: torch.Tensor, gate_x: torch.Tensor, w_gf: torch.Tensor) -> torch.Tensor:
         """u (B, H, S, 2c), gate_x (B, S, D) -> (B, S, D): every slot's output and gate as a (B, S, R, 2D) tensor."""
-        b, h, s, p = u.shape
+        b, _, s, _ = u.shape
         rows, d = len(self.offsets), gate_x.shape[-1]
         block = self.onehot.T.unsqueeze(-1)                                          # (D, nb, 1)
         w = torch.cat([(self.w_o.unsqueeze(1) * block).flatten(1), (w_gf.unsqueeze(1) * block).flatten(1)], 0)
