@@ -263,17 +263,29 @@ def bench_micro(args, device: torch.device) -> list[dict]:
     return rows
 
 
+def _fused_config(block_m=64, block_h=64, warps=4, stages=3, dw_block_m=64, dw_splits=0, dw="fused") -> dict:
+    return dict(block_m=block_m, block_h=block_h, warps=warps, stages=stages, dw_block_m=dw_block_m,
+                dw_splits=dw_splits, dw=dw)
+
+
 FUSED_MLP_CONFIGS = [  # Triton launch configurations of the fused band MLP tried by --micro (part "fused")
-    {"block_m": 64, "block_h": 64, "warps": 4, "dw_block_m": 64, "dw_splits": 8},
-    {"block_m": 128, "block_h": 64, "warps": 8, "dw_block_m": 128, "dw_splits": 8},
-    {"block_m": 64, "block_h": 128, "warps": 8, "dw_block_m": 64, "dw_splits": 16},
-    {"block_m": 128, "block_h": 32, "warps": 4, "dw_block_m": 64, "dw_splits": 32},
+    _fused_config(dw_splits=8),                                # the first GPU run's default
+    _fused_config(),                                           # dW splits for ~2 programs per SM
+    _fused_config(stages=2),
+    _fused_config(stages=4),
+    _fused_config(block_m=128, warps=8, stages=2),
+    _fused_config(block_m=128, warps=4, stages=2, dw_block_m=128),
+    _fused_config(block_h=32),
+    _fused_config(block_h=128, warps=8, stages=2),
+    _fused_config(dw="gemm"),
+    _fused_config(dw="gemm", block_m=128, warps=8, stages=2),
+    _fused_config(dw="gemm", stages=2),
 ]
 
 
 def bench_micro_fused_mlp(widths: tuple[int, ...], timeit, device: torch.device) -> None:
     """`band_impl=fused` (Triton) at e=4 and the params-matched expansion, in several launch configurations,
-    beside the loop it would replace."""
+    beside the loop it would replace; then a kernel profile of the default configuration."""
     d = sum(widths)
     default = dict(band_mlp_kernel.CONFIG)
     for matched in (False, True):
@@ -287,6 +299,15 @@ def bench_micro_fused_mlp(widths: tuple[int, ...], timeit, device: torch.device)
         for cfg in FUSED_MLP_CONFIGS:
             band_mlp_kernel.CONFIG.update(cfg)
             timeit(f"band MLP e={e:.1f} fused " + " ".join(f"{k}={v}" for k, v in cfg.items()), mlp, None, False)
+        band_mlp_kernel.CONFIG.update(default)
+        x = torch.randn(64 * 512, d, device=device, requires_grad=True)
+
+        def fwd_bwd(mlp=mlp, x=x):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                y = mlp(x)
+            y.float().sum().backward()
+
+        profile_steps(fwd_bwd, device, f"fused band MLP e={e:.1f}, default configuration")
     band_mlp_kernel.CONFIG.update(default)
 
 
@@ -389,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
+    p.add_argument("--fused-config", default="",
+                   help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'dw=gemm,block_m=128,warps=8'")
     p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
                    help="model.wormhole_attention of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
@@ -401,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write results JSON here")
     args = p.parse_args(argv)
 
+    for item in filter(None, args.fused_config.split(",")):
+        key, _, value = item.partition("=")
+        if key not in band_mlp_kernel.CONFIG:
+            p.error(f"--fused-config: unknown key {key!r}; keys: {sorted(band_mlp_kernel.CONFIG)}")
+        band_mlp_kernel.CONFIG[key] = value if key == "dw" else int(value)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.batch = args.batch or (64 if args.preset == "full" else 4)
     args.seq = args.seq or (512 if args.preset == "full" else 32)
@@ -417,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "preset": args.preset, "batch": args.batch, "seq": args.seq, "dtype": args.dtype,
             "compile": args.compile, "compile_mode": args.compile_mode, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
             "bias": args.bias, "tied_head": args.tie, "clip": args.clip,
+            "fused_mlp_config": dict(band_mlp_kernel.CONFIG) if args.band_impl == "fused" else None,
             "peak_flops": peak_flops(dev_name, args.dtype) if device.type == "cuda" else None}
     print(f"# LM training throughput on {dev_name}, torch {torch.__version__}, {args.preset} preset, batch "
           f"{args.batch} x seq {args.seq}, {args.dtype}, compile={args.compile}, {args.warmup}+{args.steps} steps",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from akira.models.lm import BandMLP, Transformer, lm_preset
+from akira.models.lm import BandMLP, Transformer, band_mlp_kernel, lm_preset
 from tests.conftest import KERNEL_DEVICE as DEVICE
 from tests.conftest import needs_triton, without_triton
 
@@ -41,7 +41,11 @@ def _pair(widths, hidden, bias):
     ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True),     # hidden not a multiple of the tile
     ((16, 12, 10, 8, 8, 6, 4), (64, 48, 40, 32, 32, 24, 16), False),
     ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True)])
-def test_fused_equals_loop_values_and_gradients(widths, hidden, bias):
+@pytest.mark.parametrize("dw", ["fused", "gemm"])
+def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, dw, monkeypatch):
+    """Both weight-gradient paths (the dW kernel with token splits; dpre stored + cuBLAS)."""
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw", dw)
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3 if dw == "fused" else 0)
     ref, fused = _pair(widths, hidden, bias)
     x = torch.randn(3, 47, sum(widths), device=DEVICE)     # 141 tokens: the last token block is partial
     gy = torch.randn_like(x)
@@ -61,7 +65,9 @@ def test_fused_equals_loop_values_and_gradients(widths, hidden, bias):
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="bf16 autocast and torch.compile on the GPU")
-def test_fused_bf16_compiled_model_matches_loop():
+@pytest.mark.parametrize("dw", ["fused", "gemm"])
+def test_fused_bf16_compiled_model_matches_loop(dw, monkeypatch):
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw", dw)
     torch.manual_seed(0)
     cfg = lm_preset("band", vocab_size=512, max_seq_len=128, n_layer=2, dropout=0.0, params_matched=True)
     ref = Transformer(cfg.replace(band_impl="loop")).to(DEVICE)

@@ -8,7 +8,9 @@ small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchm
   ``acc += gelu(x W1_tile^T + b1_tile) W2_tile^T``; nothing of size hidden is written.
 - backward, like flash attention's: recompute ``pre = x W1^T + b1`` tile by tile; one kernel per band gives
   ``dx`` (programs over token blocks), one gives ``dW1, db1, dW2`` (programs over hidden tiles x token splits,
-  per-split partials summed afterwards: deterministic, no atomics); ``db2 = sum(dy)`` in torch.
+  per-split partials summed afterwards: deterministic, no atomics); ``db2 = sum(dy)`` in torch. With
+  ``CONFIG["dw"] = "gemm"`` the dx kernel also writes ``dpre`` and ``gelu(pre)`` (bf16, tokens x hidden) and the
+  weight gradients are two cuBLAS GEMMs per band over the token axis instead (less recompute, more traffic).
 GELU is the exact (erf) form, as `F.gelu`. Matmuls take the input's dtype (bf16 under autocast) with fp32
 accumulation; fp32 inputs run exact (no TF32). Dropout inside the MLP is not supported (`BandMLP` refuses it).
 Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
@@ -20,7 +22,9 @@ import torch
 from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 # launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several)
-CONFIG = {"block_m": 64, "block_h": 64, "warps": 4, "dw_block_m": 64, "dw_splits": 8}
+# dw_splits: token splits of the dW kernel, 0 = enough for ~2 programs per SM; dw: "fused" (the dW kernel) or
+# "gemm" (dx kernel stores dpre and gelu(pre), cuBLAS forms dW)
+CONFIG = {"block_m": 64, "block_h": 64, "warps": 4, "stages": 3, "dw_block_m": 64, "dw_splits": 0, "dw": "fused"}
 
 
 if triton is not None:
@@ -32,6 +36,12 @@ if triton is not None:
     def _gelu_grad(p):
         cdf = 0.5 * (1.0 + tl.math.erf(p * 0.7071067811865476))
         return cdf + p * 0.3989422804014327 * tl.exp(-0.5 * p * p)
+
+    @triton.jit
+    def _gelu_and_grad(p):
+        """(gelu(p), gelu'(p)) sharing one erf."""
+        cdf = 0.5 * (1.0 + tl.math.erf(p * 0.7071067811865476))
+        return p * cdf, cdf + p * 0.3989422804014327 * tl.exp(-0.5 * p * p)
 
     @triton.jit
     def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
@@ -70,9 +80,10 @@ if triton is not None:
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
-    def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2_ptr, dx_ptr, N, D, col0, d, h,
-                   HAS_BIAS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr,
-                   PREC: tl.constexpr):
+    def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2_ptr, dx_ptr, dpre_ptr, act_ptr, N, D, col0, d, h,
+                   HAS_BIAS: tl.constexpr, STORE: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+                   BH: tl.constexpr, PREC: tl.constexpr):
+        """dx of one token block; with STORE also dpre and gelu(pre), (N, h) row-major, for the GEMM dW path."""
         io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = x_ptr.dtype.element_ty
         x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
@@ -84,7 +95,16 @@ if triton is not None:
             pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
                 pre += tl.load(b1_ptr + hs, mask=hs < h, other=0.0).to(tl.float32)[None, :]
-            dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * _gelu_grad(pre)
+            if STORE:
+                act, grad = _gelu_and_grad(pre)
+                dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * grad
+                rows = tl.program_id(0) * BM + tl.arange(0, BM)
+                ho = rows[:, None] * h + hs[None, :]
+                h_ok = (rows < N)[:, None] & (hs < h)[None, :]
+                tl.store(dpre_ptr + ho, dpre.to(dpre_ptr.dtype.element_ty), mask=h_ok)
+                tl.store(act_ptr + ho, act.to(act_ptr.dtype.element_ty), mask=h_ok)
+            else:
+                dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * _gelu_grad(pre)
             dx += tl.dot(dpre.to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
 
@@ -114,9 +134,10 @@ if triton is not None:
             pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
                 pre += b1[None, :]
-            dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * _gelu_grad(pre)
+            act, grad = _gelu_and_grad(pre)
+            dpre = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC) * grad
             dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
-            dw2 += tl.dot(tl.trans(dy), _gelu(pre).to(dt), out_dtype=tl.float32, input_precision=PREC)
+            dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
             db1 += tl.sum(dpre, 0)
         part = split * h * d
         tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
@@ -139,7 +160,7 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
         b1_i, b2_i = (b1[i], b2[i]) if b1 else (w1_i, w1_i)
         _fwd_kernel[(triton.cdiv(n, bm),)](x, w1_i, b1_i, w2_i, b2_i, y, n, dim, col0, d, h,
                                            HAS_BIAS=bool(b1), BM=bm, BD=pow2(d), BH=bh, PREC=dot_precision(x),
-                                           num_warps=CONFIG["warps"])
+                                           num_warps=CONFIG["warps"], num_stages=CONFIG["stages"])
         col0 += d
     return y
 
@@ -147,6 +168,16 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
 @band_mlp.register_fake
 def _(x, w1, b1, w2, b2):
     return x.new_empty(x.shape)
+
+
+def _dw_splits(n: int, h_tiles: int, block_m: int, device: torch.device) -> int:
+    """Token splits of the dW kernel: CONFIG["dw_splits"], or (0) enough for ~2 programs per SM."""
+    if CONFIG["dw_splits"]:
+        want = CONFIG["dw_splits"]
+    else:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+        want = triton.cdiv(2 * sms, h_tiles)
+    return max(1, min(want, triton.cdiv(n, block_m)))
 
 
 @torch.library.custom_op("akira::band_mlp_backward", mutates_args=())
@@ -157,26 +188,40 @@ def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor],
     x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
     n, dim = x.shape
     dx = torch.empty_like(x)
-    bm, bh, dbm = CONFIG["block_m"], CONFIG["block_h"], CONFIG["dw_block_m"]
-    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(n, dbm)))
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), dbm) * dbm
+    bm, bh, dbm, gemm = CONFIG["block_m"], CONFIG["block_h"], CONFIG["dw_block_m"], CONFIG["dw"] == "gemm"
     dw1, db1, dw2, db2 = [], [], [], []
     col0 = 0
     for i, (w1_i, w2_i) in enumerate(zip(w1, w2)):
         h, d = w1_i.shape
         b1_i = b1[i] if b1 else w1_i
-        meta = {"HAS_BIAS": bool(b1), "BD": pow2(d), "BH": bh, "PREC": dot_precision(x), "num_warps": CONFIG["warps"]}
-        _dx_kernel[(triton.cdiv(n, bm),)](x, dy, w1_i, b1_i, w2_i, dx, n, dim, col0, d, h, BM=bm, **meta)
-        f32 = {"dtype": torch.float32, "device": x.device}
-        p_w1, p_w2 = torch.empty(splits, h, d, **f32), torch.empty(splits, d, h, **f32)
-        p_b1 = torch.empty(splits, h, **f32) if b1 else p_w1
-        _dw_kernel[(triton.cdiv(h, bh), splits)](x, dy, w1_i, b1_i, w2_i, p_w1, p_b1, p_w2, n, dim, col0, d, h,
-                                                 rows_per_split, BM=dbm, **meta)
-        dw1.append(p_w1.sum(0).to(w1_i.dtype))
-        dw2.append(p_w2.sum(0).to(w2_i.dtype))
+        meta = {"HAS_BIAS": bool(b1), "BD": pow2(d), "BH": bh, "PREC": dot_precision(x),
+                "num_warps": CONFIG["warps"], "num_stages": CONFIG["stages"]}
+        dpre = act = dx  # unused pointers unless the GEMM dW path stores them
+        if gemm:
+            dpre, act = torch.empty(n, h, dtype=x.dtype, device=x.device), torch.empty(n, h, dtype=x.dtype,
+                                                                                         device=x.device)
+        _dx_kernel[(triton.cdiv(n, bm),)](x, dy, w1_i, b1_i, w2_i, dx, dpre, act, n, dim, col0, d, h, STORE=gemm,
+                                          BM=bm, **meta)
+        x_i, dy_i = x[:, col0:col0 + d], dy[:, col0:col0 + d]
+        if gemm:
+            dw1.append((dpre.t() @ x_i).to(w1_i.dtype))                         # (h, d)
+            dw2.append((dy_i.t() @ act).to(w2_i.dtype))                         # (d, h)
+            if b1:
+                db1.append(dpre.float().sum(0).to(b1[i].dtype))
+        else:
+            splits = _dw_splits(n, triton.cdiv(h, bh), dbm, x.device)
+            rows_per_split = triton.cdiv(triton.cdiv(n, splits), dbm) * dbm
+            f32 = {"dtype": torch.float32, "device": x.device}
+            p_w1, p_w2 = torch.empty(splits, h, d, **f32), torch.empty(splits, d, h, **f32)
+            p_b1 = torch.empty(splits, h, **f32) if b1 else p_w1
+            _dw_kernel[(triton.cdiv(h, bh), splits)](x, dy, w1_i, b1_i, w2_i, p_w1, p_b1, p_w2, n, dim, col0, d,
+                                                     h, rows_per_split, BM=dbm, **meta)
+            dw1.append(p_w1.sum(0).to(w1_i.dtype))
+            dw2.append(p_w2.sum(0).to(w2_i.dtype))
+            if b1:
+                db1.append(p_b1.sum(0).to(b1[i].dtype))
         if b1:
-            db1.append(p_b1.sum(0).to(b1[i].dtype))
-            db2.append(dy[:, col0:col0 + d].float().sum(0).to(b1[i].dtype))
+            db2.append(dy_i.float().sum(0).to(b1[i].dtype))
         col0 += d
     return dx, dw1, db1, dw2, db2
 
