@@ -263,23 +263,22 @@ def bench_micro(args, device: torch.device) -> list[dict]:
     return rows
 
 
-def _fused_config(block_m=64, block_h=64, warps=4, stages=3, dw_block_m=64, dw_splits=0, dw="fused") -> dict:
+def _fused_config(block_m=64, block_h=32, warps=4, stages=3, dw_block_m=64, dw_splits=8) -> dict:
     return dict(block_m=block_m, block_h=block_h, warps=warps, stages=stages, dw_block_m=dw_block_m,
-                dw_splits=dw_splits, dw=dw)
+                dw_splits=dw_splits)
 
 
-FUSED_MLP_CONFIGS = [  # Triton launch configurations of the fused band MLP tried by --micro (part "fused")
-    _fused_config(dw_splits=8),                                # the first GPU run's default
-    _fused_config(),                                           # dW splits for ~2 programs per SM
+# Triton launch configurations of the fused band MLP tried by --micro (part "fused"). Measured on an H200
+# (2026-12-02, results/2026-12-02/lm_micro_h200_fused_mlp_v2.json, _v3.json): 128-token blocks, 128-unit hidden
+# tiles, 8 warps in the dW kernel, dW splits for ~2 programs per SM and a dW path through cuBLAS (dx kernel storing
+# dpre and gelu(pre)) were all slower and are gone; these are the rest (the first is the default).
+FUSED_MLP_CONFIGS = [
+    _fused_config(),
+    _fused_config(block_h=64),
+    _fused_config(block_h=64, stages=2),
+    _fused_config(block_h=64, stages=4),
     _fused_config(stages=2),
     _fused_config(stages=4),
-    _fused_config(block_m=128, warps=8, stages=2),
-    _fused_config(block_m=128, warps=4, stages=2, dw_block_m=128),
-    _fused_config(block_h=32),
-    _fused_config(block_h=128, warps=8, stages=2),
-    _fused_config(dw="gemm"),
-    _fused_config(dw="gemm", block_m=128, warps=8, stages=2),
-    _fused_config(dw="gemm", stages=2),
 ]
 
 
@@ -411,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
     p.add_argument("--fused-config", default="",
-                   help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'dw=gemm,block_m=128,warps=8'")
+                   help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'block_h=64,stages=2'")
     p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
                    help="model.wormhole_attention of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
@@ -428,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         if key not in band_mlp_kernel.CONFIG:
             p.error(f"--fused-config: unknown key {key!r}; keys: {sorted(band_mlp_kernel.CONFIG)}")
-        band_mlp_kernel.CONFIG[key] = value if key == "dw" else int(value)
+        band_mlp_kernel.CONFIG[key] = int(value)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.batch = args.batch or (64 if args.preset == "full" else 4)
     args.seq = args.seq or (512 if args.preset == "full" else 32)

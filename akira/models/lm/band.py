@@ -9,6 +9,7 @@ measured faster).
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -103,12 +104,13 @@ class BandMLP(nn.Module):
       (2.6x the useful work for the seed widths, whatever the expansion).
     - ``loop``: one matmul per band (a Python loop of 7 matmuls; exact FLOPs, the fastest for wide
       expansions such as the params-matched arms).
-    - ``fused``: the Triton kernel of `band_mlp_kernel` (hidden units kept on chip, forward and backward); CUDA
-      builds of torch only, no dropout inside the MLP. Opt-in: not yet measured on a GPU.
+    - ``fused``: the Triton kernel of `band_mlp_kernel` (hidden units kept on chip, forward and backward,
+      hidden dropout by Philox); needs a torch with Triton; on non-CUDA tensors it runs the loop.
     Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
-    512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5. On a 2-core CPU the loop is fastest (FLOPs
-    dominate there). ``auto`` in `LMConfig` picks block_diag, or loop for large expansions
-    (`transformer.resolve_band_impl`).
+    512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5; H200 e=24: loop 7.2, fused 6.6, and in whole
+    training steps of the matched arms fused is as fast or faster at ~10 GB less peak memory (benchmarks/RESULTS.md).
+    On a 2-core CPU the loop is fastest (FLOPs dominate there). ``auto`` in `LMConfig` picks block_diag, or for
+    large expansions fused (loop without Triton) (`transformer.resolve_band_impl`).
     """
 
     def __init__(self, widths: tuple[int, ...], hidden: tuple[int, ...], dropout: float = 0.0,
@@ -118,9 +120,6 @@ class BandMLP(nn.Module):
             raise ValueError(f"model.band_impl: must be block_diag, bmm, loop or fused, got {impl!r}")
         if impl == "fused" and not band_mlp_kernel.available():
             raise ValueError("model.band_impl=fused: needs Triton (it ships with CUDA builds of torch); use auto")
-        if impl == "fused" and dropout > 0:
-            raise ValueError(f"model.band_impl=fused: the fused band MLP has no dropout; set model.dropout=0 "
-                             f"(got {dropout}) or another band_impl")
         self.widths, self.hidden, self.impl = tuple(widths), tuple(hidden), impl
         self.w1 = nn.ParameterList([nn.Parameter(torch.empty(h, d)) for d, h in zip(widths, hidden)])
         self.w2 = nn.ParameterList([nn.Parameter(torch.empty(d, h)) for d, h in zip(widths, hidden)])
@@ -193,12 +192,18 @@ class BandMLP(nn.Module):
         return torch.cat(outs, -1)
 
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The Triton kernel on CUDA (or under TRITON_INTERPRET=1); the per-band loop, the same function, on
+        other devices (hidden dropout masks then come from torch's generator instead of Philox)."""
+        if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+            return self._forward_loop(x)
         dev = x.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         b1 = list(self.b1) if self.b1 is not None else []
         b2 = list(self.b2) if self.b2 is not None else []
         w1, w2 = [w.to(dtype) for w in self.w1], [w.to(dtype) for w in self.w2]  # as autocast's F.linear does
-        y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), w1, b1, w2, b2)
+        p_drop = self.drop.p if self.training else 0.0
+        seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device)  # from torch's generator: seeded runs repeat
+        y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), w1, b1, w2, b2, seed, p_drop)
         return y.view(x.shape)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None) -> torch.Tensor:

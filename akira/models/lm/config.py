@@ -50,14 +50,14 @@ class LMConfig:
     band_widths: tuple[int, ...] = field(default_factory=lambda: SEED_BAND_WIDTHS)
     band_expansion: float | None = None  # band MLP hidden_i = round(e * width_i); None -> mlp_expansion
     params_matched: bool = False         # band model: solve band_expansion so non-embedding params match dense
-    band_impl: str = "auto"              # auto (block_diag; loop for expansions >= 12) | block_diag | bmm | loop | fused
+    band_impl: str = "auto"              # auto (block_diag; fused, or loop without Triton, for expansions >= 12) | block_diag | bmm | loop | fused
     # cross-band wormhole (band model only)
     wormhole: bool = False
     wormhole_pairs: str = "all"          # all | complementary
     wormhole_top_k: int | None = None    # keep the top_k causal scores per query (None: dense causal)
     wormhole_threshold: float = 0.5      # hard gate g * 1[g > threshold]
     wormhole_cross_dim: int | None = None  # c; None -> min(band_widths) // 2 (seed: 16)
-    wormhole_attention: str = "sdpa"     # pair attention kernel: sdpa | triton (pair_attention_kernel, opt-in)
+    wormhole_attention: str = "sdpa"     # pair attention kernel: sdpa | triton (pair_attention_kernel; slower on an H200)
     # head + loss in chunks of tokens (akira.models.lm.fused_loss): no (tokens x vocab) logits in training
     fused_loss: bool = False
     fused_loss_chunk: int = 4096
