@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from akira.atomic import atomic_write_bytes
+from akira.config.nodes import target_and_kwargs
 
 RUN_ID_FILE = "wandb_run_id.txt"
 _active_save_dir: Path | None = None  # the run dir of the W&B logger built in this process
@@ -110,8 +111,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
         if node is None:
             continue
         if key == "wandb":
-            kwargs = OmegaConf.to_container(node, resolve=True)
-            kwargs.pop("_target_")
+            _, kwargs = target_and_kwargs(node)
             identity = wandb_run_identity(cfg, kwargs.get("group"), kwargs.get("name"), kwargs.get("tags"))
             kwargs.update(group=identity["group"], name=identity["name"], tags=identity["tags"])
             kwargs["config"] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from akira.checkpoint_io import AtomicCheckpointIO
 from akira.cli import ROOT, RunFailed
 from akira.config import ConfigError
+from akira.config.nodes import target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
 from akira.runinfo import start_info, write_json_atomic
@@ -32,11 +33,7 @@ FRAMEWORK_KEYS = ("kind", "compile")
 
 # ------------------------------------------------------------------------------------------ builders
 def _kwargs(node: DictConfig) -> tuple[str, dict[str, Any]]:
-    kwargs = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    target = kwargs.pop("_target_")
-    for key in FRAMEWORK_KEYS:
-        kwargs.pop(key, None)
-    return target, kwargs
+    return target_and_kwargs(node, FRAMEWORK_KEYS)
 
 
 def _call(target: str, kwargs: dict[str, Any], group: str):
