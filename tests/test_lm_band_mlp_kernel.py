@@ -115,6 +115,9 @@ def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching
     keep = _kernel_mask(2000, 64, seed, 0, p)
     assert abs(keep.float().mean().item() - (1 - p)) < 0.01                          # 128k draws: sd 0.0013
     assert not torch.equal(keep, _kernel_mask(2000, 64, seed, 1, p))                 # bands draw differently
+    with pytest.MonkeyPatch.context() as mp:                  # the mask does not depend on the hidden tiling
+        mp.setitem(band_mlp_kernel.CONFIG, "block_h", 16)
+        assert torch.equal(keep, _kernel_mask(2000, 64, seed, 0, p))
     y1 = band_mlp_kernel.band_mlp(x, *args, seed, p)
     assert torch.equal(y1, band_mlp_kernel.band_mlp(x, *args, seed, p))          # same seed, same mask
     assert not torch.allclose(y1, band_mlp_kernel.band_mlp(x, *args, seed + 1, p))

@@ -14,8 +14,9 @@ H200 (batch 64 x 512, bf16, compiled, no dropout): the arms' steps as fast as th
   per-split partials summed afterwards: deterministic, no atomics); ``db2 = sum(dy)`` in torch.
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
   seed tensor and each (band, token, hidden unit), regenerated in the backward kernels, so no mask is stored.
-  Correct but slow: one Philox draw per hidden unit in each of the three kernels (H200, no_wormhole_matched at
-  dropout 0.1: 95.4 ms per step vs 66.3 for the loop), so `band_impl=auto` picks it only without dropout.
+  Measured slow with one Philox call per hidden unit in each of the three kernels (H200, no_wormhole_matched at
+  dropout 0.1: 95.4 ms per step vs 66.3 for the loop), so `band_impl=auto` picks the kernel only without dropout;
+  since then one Philox call serves four units (`_keep`), not yet measured.
 GELU is the exact (erf) form, as `F.gelu`. Matmuls take the input's dtype (bf16 under autocast) with fp32
 accumulation; fp32 inputs run exact (no TF32).
 Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
@@ -44,10 +45,15 @@ if triton is not None:
         return p * cdf, cdf + p * 0.3989422804014327 * tl.exp(-0.5 * p * p)
 
     @triton.jit
-    def _keep(seed_ptr, band, rows, hs, h, p_drop):
-        """(len(rows), len(hs)) dropout keep-mask of the hidden units, True with probability 1 - p_drop: a
-        function of (seed, band, token row, hidden unit) only, so the backward kernels regenerate the forward's."""
-        return tl.rand(tl.load(seed_ptr) + band, rows[:, None] * h + hs[None, :]) >= p_drop
+    def _keep(seed_ptr, band, rows, h0, h, p_drop, BH: tl.constexpr):
+        """(len(rows), BH) dropout keep-mask of hidden units h0 .. h0 + BH (h0 a multiple of 4), True with
+        probability 1 - p_drop: a function of (seed, band, token row, hidden unit) only, so the backward kernels
+        regenerate the forward's. One Philox call gives four 32-bit draws, for units 4q .. 4q + 3 (q = unit // 4);
+        each draw's top 24 bits are the uniform number compared with p_drop."""
+        quads = h0 // 4 + tl.arange(0, BH // 4)
+        r0, r1, r2, r3 = tl.randint4x(tl.load(seed_ptr) + band, rows[:, None] * tl.cdiv(h, 4) + quads[None, :])
+        r = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), (rows.shape[0], BH))
+        return (r >> 8).to(tl.float32) * 5.960464477539063e-08 >= p_drop       # 2^-24
 
     @triton.jit
     def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
@@ -87,7 +93,7 @@ if triton is not None:
             w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
             act = _gelu(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
             if DROP:
-                act = tl.where(_keep(seed_ptr, band, rows, hs, h, p_drop), act / (1.0 - p_drop), 0.0)
+                act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
             acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
         if HAS_BIAS:
             cols = tl.arange(0, BD)
@@ -109,7 +115,7 @@ if triton is not None:
             _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
-                dact = tl.where(_keep(seed_ptr, band, rows, hs, h, p_drop), dact / (1.0 - p_drop), 0.0)
+                dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
             dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
 
@@ -137,7 +143,7 @@ if triton is not None:
             act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
-                keep = _keep(seed_ptr, band, rows, hs, h, p_drop)
+                keep = _keep(seed_ptr, band, rows, pid_h * BH, h, p_drop, BH)
                 act = tl.where(keep, act / (1.0 - p_drop), 0.0)
                 dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
             dpre = dact * grad
