@@ -50,7 +50,7 @@ class LMConfig:
     band_widths: tuple[int, ...] = field(default_factory=lambda: SEED_BAND_WIDTHS)
     band_expansion: float | None = None  # band MLP hidden_i = round(e * width_i); None -> mlp_expansion
     params_matched: bool = False         # band model: solve band_expansion so non-embedding params match dense
-    band_impl: str = "auto"              # auto (block_diag; fused, or loop without Triton, for expansions >= 12) | block_diag | bmm | loop | fused
+    band_impl: str = "auto"              # auto | block_diag | bmm | loop | fused (auto: transformer.resolve_band_impl)
     # cross-band wormhole (band model only)
     wormhole: bool = False
     wormhole_pairs: str = "all"          # all | complementary
