@@ -307,7 +307,6 @@ def bench_micro_fused_mlp(widths: tuple[int, ...], timeit, device: torch.device)
             y.float().sum().backward()
 
         profile_steps(fwd_bwd, device, f"fused band MLP e={e:.1f}, default configuration")
-    band_mlp_kernel.CONFIG.update(default)
 
 
 def bench_micro_layernorm(widths: tuple[int, ...], timeit, device: torch.device) -> None:

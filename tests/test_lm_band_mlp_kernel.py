@@ -169,8 +169,7 @@ def test_opcheck_fake_and_autograd_registrations(bias):
     w2 = [torch.randn(d, h, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
     b1 = [torch.randn(h, device=DEVICE, requires_grad=True) for h in hidden] if bias else []
     b2 = [torch.randn(d, device=DEVICE, requires_grad=True) for d in widths] if bias else []
-    seed = torch.tensor([7], device=DEVICE)
-    for p in (0.0, 0.2):
+    for seed, p in ((None, 0.0), (torch.tensor([7], device=DEVICE), 0.2)):
         torch.library.opcheck(torch.ops.akira.band_mlp.default, (x, w1, b1, w2, b2, seed, p))
         dy = torch.randn(7, 24, device=DEVICE)
         torch.library.opcheck(torch.ops.akira.band_mlp_backward.default,

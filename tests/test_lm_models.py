@@ -164,6 +164,7 @@ def test_auto_band_impl_is_block_diag_at_e4_and_fused_or_loop_for_the_params_mat
     # (both measured, RESULTS.md)
     assert matched.blocks[0].mlp.impl == ("fused" if band_mlp_kernel.available() else "loop")
     assert tiny(mlp="band", params_matched=True, dropout=0.1).blocks[0].mlp.impl == "loop"
+    assert tiny(mlp="band", params_matched=True, band_impl="bmm").blocks[0].mlp.impl == "bmm"
 
 
 def test_auto_band_impl_picks_fused_where_triton_is_installed(monkeypatch):
@@ -171,7 +172,6 @@ def test_auto_band_impl_picks_fused_where_triton_is_installed(monkeypatch):
     assert tiny(mlp="band", params_matched=True).blocks[0].mlp.impl == "fused"
     assert tiny(mlp="band", params_matched=True, dropout=0.1).blocks[0].mlp.impl == "loop"
     assert tiny(mlp="band").blocks[0].mlp.impl == "block_diag"
-    assert tiny(mlp="band", params_matched=True, band_impl="bmm").blocks[0].mlp.impl == "bmm"
 
 
 def test_dense_split_equals_dense_mlp():

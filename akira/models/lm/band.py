@@ -202,7 +202,9 @@ class BandMLP(nn.Module):
         b2 = list(self.b2) if self.b2 is not None else []
         w1, w2 = [w.to(dtype) for w in self.w1], [w.to(dtype) for w in self.w2]  # as autocast's F.linear does
         p_drop = self.drop.p if self.training else 0.0
-        seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device)  # from torch's generator: seeded runs repeat
+        # from torch's generator (seeded runs repeat); drawn only for dropout, so eval/no-dropout steps leave the
+        # generator's stream as the other impls do
+        seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device) if p_drop > 0 else None
         y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), w1, b1, w2, b2, seed, p_drop)
         return y.view(x.shape)
 

@@ -157,6 +157,13 @@ if triton is not None:
             tl.store(db1_ptr + split * h + hs, db1, mask=h_ok)
 
 
+def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torch.Tensor:
+    """The kernels' seed argument: the seed, or (no dropout: never read) any tensor."""
+    if p_drop > 0 and seed is None:
+        raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
+    return seed if seed is not None else x
+
+
 def _meta(x: torch.Tensor, d: int, has_bias: bool, p_drop: float) -> dict:
     return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": pow2(d), "BH": CONFIG["block_h"],
             "PREC": dot_precision(x), "num_warps": CONFIG["warps"], "num_stages": CONFIG["stages"]}
@@ -164,10 +171,12 @@ def _meta(x: torch.Tensor, d: int, has_bias: bool, p_drop: float) -> dict:
 
 @torch.library.custom_op("akira::band_mlp", mutates_args=())
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
-             b2: list[torch.Tensor], seed: torch.Tensor, p_drop: float) -> torch.Tensor:
+             b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float) -> torch.Tensor:
     """x (N, D) -> y (N, D) in x's dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1];
-    b1, b2 empty lists for no biases; hidden dropout with probability p_drop, mask drawn from seed (int64, (1,))."""
+    b1, b2 empty lists for no biases; hidden dropout with probability p_drop, mask drawn from seed (int64, (1,);
+    None when p_drop is 0)."""
     x = x.contiguous()
+    seed = _seed_ptr(seed, x, p_drop)
     n, dim = x.shape
     y = torch.empty_like(x)
     col0 = 0
@@ -188,11 +197,12 @@ def _(x, w1, b1, w2, b2, seed, p_drop):
 
 @torch.library.custom_op("akira::band_mlp_backward", mutates_args=())
 def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor],
-                      w2: list[torch.Tensor], seed: torch.Tensor, p_drop: float
+                      w2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                                  list[torch.Tensor]]:
     """(dx, dW1, db1, dW2, db2) per band; db1 and db2 empty without biases."""
     x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
+    seed = _seed_ptr(seed, x, p_drop)
     n, dim = x.shape
     dx = torch.empty_like(x)
     bh, dbm = CONFIG["block_h"], CONFIG["dw_block_m"]
