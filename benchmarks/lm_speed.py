@@ -263,22 +263,25 @@ def bench_micro(args, device: torch.device) -> list[dict]:
     return rows
 
 
-def _fused_config(block_m=64, block_h=32, warps=4, stages=3, dw_block_m=64, dw_splits=8) -> dict:
-    return dict(block_m=block_m, block_h=block_h, warps=warps, stages=stages, dw_block_m=dw_block_m,
-                dw_splits=dw_splits)
+def _fused_config(**over) -> dict:
+    """The fused band MLP's default launch configuration (before this run's --fused-config) with ``over`` set."""
+    return {**_FUSED_DEFAULT, **over}
 
 
+_FUSED_DEFAULT = dict(band_mlp_kernel.CONFIG)
 # Triton launch configurations of the fused band MLP tried by --micro (part "fused"). Measured on an H200
 # (2026-12-02, results/2026-12-02/lm_micro_h200_fused_mlp_v2.json, _v3.json): 128-token blocks, 128-unit hidden
 # tiles, 8 warps in the dW kernel, dW splits for ~2 programs per SM and a dW path through cuBLAS (dx kernel storing
-# dpre and gelu(pre)) were all slower and are gone; these are the rest (the first is the default).
+# dpre and gelu(pre)) were all slower and are gone. Since then the bands of one padded width share a launch and
+# the dW kernel has its own tile settings (dw_*); these are the variations around the default (the first).
 FUSED_MLP_CONFIGS = [
     _fused_config(),
-    _fused_config(block_h=64),
-    _fused_config(block_h=64, stages=2),
-    _fused_config(block_h=64, stages=4),
-    _fused_config(stages=2),
-    _fused_config(stages=4),
+    _fused_config(grouped=0),
+    _fused_config(block_m=128, warps=8),
+    _fused_config(dw_block_m=128, dw_warps=8),
+    _fused_config(block_m=128, warps=8, dw_block_m=128, dw_warps=8),
+    _fused_config(stages=2, dw_stages=2),
+    _fused_config(dw_splits=16),
 ]
 
 
@@ -443,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             "preset": args.preset, "batch": args.batch, "seq": args.seq, "dtype": args.dtype,
             "compile": args.compile, "compile_mode": args.compile_mode, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
             "bias": args.bias, "tied_head": args.tie, "clip": args.clip,
-            "fused_mlp_config": dict(band_mlp_kernel.CONFIG) if args.band_impl == "fused" else None,
+            "fused_mlp_config": dict(band_mlp_kernel.CONFIG) if band_mlp_kernel.available() else None,
             "peak_flops": peak_flops(dev_name, args.dtype) if device.type == "cuda" else None}
     print(f"# LM training throughput on {dev_name}, torch {torch.__version__}, {args.preset} preset, batch "
           f"{args.batch} x seq {args.seq}, {args.dtype}, compile={args.compile}, {args.warmup}+{args.steps} steps",

@@ -34,7 +34,9 @@ def _pair(widths, hidden, bias):
 @pytest.mark.parametrize("widths,hidden,bias", [
     ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True),     # hidden not a multiple of the tile
     ((16, 12, 10, 8, 8, 6, 4), (64, 48, 40, 32, 32, 24, 16), False),
-    ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True)])
+    ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True),
+    ((8, 40, 20, 32, 16), (24, 72, 40, 64, 40), True),    # launch groups (padded widths 16, 64, 32) interleaved
+    ((32, 16, 48), (96, 48, 144), True)])                  # all multiples of 16: the kernels' aligned variant
 def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatch):
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)  # 141 tokens: 3 splits of the dW kernel
     ref, fused = _pair(widths, hidden, bias)
@@ -102,7 +104,7 @@ def _dropout_reference(mlp: BandMLP, x: torch.Tensor, seed: torch.Tensor, p: flo
 
 
 @needs_triton
-def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching_gradients():
+def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching_gradients(monkeypatch):
     """Hidden dropout inside the kernel: the rate is p, the mask depends only on the seed, and the backward
     kernels regenerate the forward's mask (gradients equal autograd through the masked loop)."""
     torch.manual_seed(0)
@@ -119,6 +121,8 @@ def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching
         mp.setitem(band_mlp_kernel.CONFIG, "block_h", 16)
         assert torch.equal(keep, _kernel_mask(2000, 64, seed, 0, p))
     y1 = band_mlp_kernel.band_mlp(x, *args, seed, p)
+    # the dW kernel tiles the hidden units differently from the forward and dx kernels: its mask must still agree
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_block_h", 16)
     assert torch.equal(y1, band_mlp_kernel.band_mlp(x, *args, seed, p))          # same seed, same mask
     assert not torch.allclose(y1, band_mlp_kernel.band_mlp(x, *args, seed + 1, p))
     xa = x.clone().requires_grad_()

@@ -4,19 +4,20 @@ the hidden units kept on chip (`akira::band_mlp`, forward and backward).
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled, no dropout): the arms' steps as fast as the per-band loop or faster
-(no_wormhole_matched 57.7 vs 57.0 ms, full_matched 75.1 vs 81.6) at ~10 GB less peak memory (13.6 vs 23.3 GB,
-17.8 vs 27.0); alone, fwd+bwd 6.6 vs 7.2 ms, of which the dW kernel takes half. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 54 ms per step vs 65 for the per-band loop in the same
+run, at 13.6 vs 23.3 GB peak (no hidden activations are kept); with dropout 0.1 66-70 vs 76 ms. Kernel time per
+layer (e~24, 32k tokens): forward 0.8 ms, dx 1.1, dW 1.8. Here:
+- bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory
+  gives each program its band), so the small bands' programs fill the big bands' last waves; the weights are
+  packed into one buffer per matrix, W2 transposed so that every weight tile is read along the band's channels.
 - forward: one program per (token block, band) loops over the band's hidden units in tiles:
   ``acc += gelu(x W1_tile^T + b1_tile) W2_tile^T``; nothing of size hidden is written.
-- backward, like flash attention's: recompute ``pre = x W1^T + b1`` tile by tile; one kernel per band gives
-  ``dx`` (programs over token blocks), one gives ``dW1, db1, dW2`` (programs over hidden tiles x token splits,
+- backward, like flash attention's: recompute ``pre = x W1^T + b1`` tile by tile; one kernel gives ``dx``
+  (programs over token blocks), one gives ``dW1, db1, dW2`` (programs over (band, hidden tile) x token splits,
   per-split partials summed afterwards: deterministic, no atomics); ``db2 = sum(dy)`` in torch.
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
-  seed tensor and each (band, token, hidden unit), regenerated in the backward kernels, so no mask is stored.
-  Measured slow with one Philox call per hidden unit in each of the three kernels (H200, no_wormhole_matched at
-  dropout 0.1: 95.4 ms per step vs 66.3 for the loop), so `band_impl=auto` picks the kernel only without dropout;
-  since then one Philox call serves four units (`_keep`), not yet measured.
+  seed tensor and each (band, token, hidden unit), one Philox call per four units, regenerated in the backward
+  kernels, so no mask is stored (the mask does not depend on the tiling: tested).
 GELU is the exact (erf) form, as `F.gelu`. Matmuls take the input's dtype (bf16 under autocast) with fp32
 accumulation; fp32 inputs run exact (no TF32).
 Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
@@ -27,10 +28,13 @@ import torch
 
 from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
-# Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several). The default is
-# the fastest of 20 measured at the params-matched expansion (H200, benchmarks/RESULTS.md): e~24 fwd+bwd 6.6 ms
-# vs 7.2 for the per-band loop. dw_splits: token splits of the dW kernel (partials summed afterwards).
-CONFIG = {"block_m": 64, "block_h": 32, "warps": 4, "stages": 3, "dw_block_m": 64, "dw_splits": 8}
+# Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several): one launch per
+# padded band width (grouped=1) or per band (0), token block, hidden tile, warps and pipeline stages of the forward
+# and dx kernels, the same (dw_*) of the dW kernel, and its token splits (per-split partials summed afterwards).
+# The default is the fastest measured at the params-matched expansion on an H200 (benchmarks/RESULTS.md); 2 or 3
+# pipeline stages gave the same whole training step (53.9 vs 54.0 ms).
+CONFIG = {"grouped": 1, "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
+          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2, "dw_splits": 8}
 
 
 if triton is not None:
@@ -56,6 +60,19 @@ if triton is not None:
         return (r >> 8).to(tl.float32) * 5.960464477539063e-08 >= p_drop       # 2^-24
 
     @triton.jit
+    def _band(tab_ptr, slot, ALIGN: tl.constexpr):
+        """Row ``slot`` of a launch group's band table: (band, col0, d, h, woff, hoff) — the band's index, first
+        channel, width, hidden units, offset of its weights in the packed W1/W2 and of its hidden units in b1.
+        ALIGN: every width is a multiple of 16, which the compiler is told (values read from memory carry no
+        such guarantee, and without it the loads along a band's channels are not vectorised)."""
+        t = tab_ptr + slot * 6
+        band, col0, d, h, woff, hoff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
+                                        tl.load(t + 4), tl.load(t + 5))
+        if ALIGN:
+            col0, d, woff = tl.multiple_of(col0, 16), tl.multiple_of(d, 16), tl.multiple_of(woff, 16)
+        return band, col0, d, h, woff, hoff
+
+    @triton.jit
     def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
         """This program's token rows and its (BM, BD) tile of band columns [col0, col0 + d) of an (N, D) tensor:
         rows, offsets, mask."""
@@ -64,13 +81,13 @@ if triton is not None:
         return rows, rows[:, None] * D + col0 + cols[None, :], (rows < N)[:, None] & (cols < d)[None, :]
 
     @triton.jit
-    def _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD: tl.constexpr):
-        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero outside (d, h)."""
+    def _weight_tiles(w1_ptr, w2t_ptr, hs, d, h, dt, BD: tl.constexpr):
+        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero outside (d, h); both read from (h, d)
+        row-major matrices (W1 and W2^T), contiguous along the band's channels."""
         cols = tl.arange(0, BD)
         ok = (cols < d)[:, None] & (hs < h)[None, :]
-        w1t = tl.load(w1_ptr + hs[None, :] * d + cols[:, None], mask=ok, other=0.0).to(dt)
-        w2 = tl.load(w2_ptr + cols[:, None] * h + hs[None, :], mask=ok, other=0.0).to(dt)
-        return w1t, w2
+        off = hs[None, :] * d + cols[:, None]
+        return tl.load(w1_ptr + off, mask=ok, other=0.0).to(dt), tl.load(w2t_ptr + off, mask=ok, other=0.0).to(dt)
 
     @triton.jit
     def _pre(x, w1t, b1_ptr, hs, h, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
@@ -81,29 +98,31 @@ if triton is not None:
         return pre
 
     @triton.jit
-    def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, y_ptr, seed_ptr, p_drop, band, N, D, col0, d, h,
+    def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2t_ptr, b2_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, N, D,
                     HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                    BH: tl.constexpr, PREC: tl.constexpr):
+                    BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = x_ptr.dtype.element_ty
         x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
         acc = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
-            act = _gelu(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
+            act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             if DROP:
                 act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
             acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
         if HAS_BIAS:
             cols = tl.arange(0, BD)
-            acc += tl.load(b2_ptr + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+            acc += tl.load(b2_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
-    def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2_ptr, dx_ptr, seed_ptr, p_drop, band, N, D, col0, d, h,
+    def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, seed_ptr, tab_ptr, p_drop, N, D,
                    HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                   BH: tl.constexpr, PREC: tl.constexpr):
+                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = x_ptr.dtype.element_ty
         x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
@@ -111,8 +130,8 @@ if triton is not None:
         dx = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
-            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
+            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
@@ -120,16 +139,18 @@ if triton is not None:
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
-    def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2_ptr, dw1_ptr, db1_ptr, dw2_ptr, seed_ptr, p_drop, band, N, D,
-                   col0, d, h, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr,
-                   BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
-        pid_h, split = tl.program_id(0), tl.program_id(1)
-        hs = pid_h * BH + tl.arange(0, BH)
+    def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, work_ptr,
+                   p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
+                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        item, split = tl.program_id(0), tl.program_id(1)
+        tile = tl.load(work_ptr + 2 * item + 1)
+        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
+        hs = tile * BH + tl.arange(0, BH)
         cols = tl.arange(0, BD)
         h_ok, c_ok = hs < h, cols < d
         w_ok = c_ok[:, None] & h_ok[None, :]
         dt = x_ptr.dtype.element_ty
-        w1t, w2 = _weight_tiles(w1_ptr, w2_ptr, hs, d, h, dt, BD)
+        w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
         dw2 = tl.zeros((BD, BH), dtype=tl.float32)
         db1 = tl.zeros((BH,), dtype=tl.float32)
@@ -140,21 +161,53 @@ if triton is not None:
             io_ok = (rows < N)[:, None] & c_ok[None, :]
             x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr, hs, h, HAS_BIAS, PREC))
+            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
-                keep = _keep(seed_ptr, band, rows, pid_h * BH, h, p_drop, BH)
+                keep = _keep(seed_ptr, band, rows, tile * BH, h, p_drop, BH)
                 act = tl.where(keep, act / (1.0 - p_drop), 0.0)
                 dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
             dpre = dact * grad
             dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
             dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
             db1 += tl.sum(dpre, 0)
-        part = split * h * d
+        part = split * TW + woff
         tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
-        tl.store(dw2_ptr + part + cols[:, None] * h + hs[None, :], dw2, mask=w_ok)
+        tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
         if HAS_BIAS:
-            tl.store(db1_ptr + split * h + hs, db1, mask=h_ok)
+            tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
+
+
+_TABLES: dict = {}
+
+
+def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, dw_bh: int,
+                   grouped: bool = True) -> list[dict]:
+    """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
+    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
+    band table (int32 (n, 6): band, col0, d, h, woff, hoff; see `_band`) and the dW kernel's work list (int32
+    (tiles, 2): table row, hidden tile of dw_bh units). ``dims``: (d, h) per band. ``grouped=False``: one launch
+    per band (`CONFIG["grouped"]`, for comparison). Cached per device."""
+    key = (dims, str(device), dw_bh, grouped)
+    if key not in _TABLES:
+        rows, col0, woff, hoff = {}, 0, 0, 0
+        for band, (d, h) in enumerate(dims):
+            rows.setdefault(pow2(d) if grouped else band, []).append((band, col0, d, h, woff, hoff))
+            col0, woff, hoff = col0 + d, woff + d * h, hoff + h
+        groups = []
+        for tab in rows.values():
+            bd = pow2(tab[0][2])
+            work = [(slot, t) for slot, (*_, h, _, _) in enumerate(tab) for t in range(triton.cdiv(h, dw_bh))]
+            groups.append({"BD": bd, "n": len(tab), "table": torch.tensor(tab, dtype=torch.int32, device=device),
+                           "work": torch.tensor(work, dtype=torch.int32, device=device), "n_work": len(work)})
+        _TABLES[key] = groups
+    return _TABLES[key]
+
+
+def _packed(ws: list[torch.Tensor], transpose: bool = False) -> torch.Tensor:
+    """The bands' tensors (transposed: W2 (d, h) -> W2^T (h, d)) flattened into one; the kernels index it by the
+    band table's offsets."""
+    return torch.cat([(w.t() if transpose else w).reshape(-1) for w in ws])
 
 
 def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torch.Tensor:
@@ -164,9 +217,17 @@ def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torc
     return seed if seed is not None else x
 
 
-def _meta(x: torch.Tensor, d: int, has_bias: bool, p_drop: float) -> dict:
-    return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": pow2(d), "BH": CONFIG["block_h"],
-            "PREC": dot_precision(x), "num_warps": CONFIG["warps"], "num_stages": CONFIG["stages"]}
+def _meta(x: torch.Tensor, dims: tuple[tuple[int, int], ...], bd: int, has_bias: bool, p_drop: float,
+          dw: bool = False) -> dict:
+    pre = "dw_" if dw else ""
+    return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": bd, "BH": CONFIG[pre + "block_h"],
+            "ALIGN": all(d % 16 == 0 for d, _ in dims),
+            "BM": CONFIG[pre + "block_m"], "PREC": dot_precision(x), "num_warps": CONFIG[pre + "warps"],
+            "num_stages": CONFIG[pre + "stages"]}
+
+
+def _dims(w1: list[torch.Tensor]) -> tuple[tuple[int, int], ...]:
+    return tuple((w.shape[1], w.shape[0]) for w in w1)
 
 
 @torch.library.custom_op("akira::band_mlp", mutates_args=())
@@ -179,14 +240,12 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     seed = _seed_ptr(seed, x, p_drop)
     n, dim = x.shape
     y = torch.empty_like(x)
-    col0 = 0
-    for i, (w1_i, w2_i) in enumerate(zip(w1, w2)):
-        h, d = w1_i.shape
-        b1_i, b2_i = (b1[i], b2[i]) if b1 else (w1_i, w1_i)
-        _fwd_kernel[(triton.cdiv(n, CONFIG["block_m"]),)](
-            x, w1_i, b1_i, w2_i, b2_i, y, seed, p_drop, i, n, dim, col0, d, h, BM=CONFIG["block_m"],
-            **_meta(x, d, bool(b1), p_drop))
-        col0 += d
+    w1f, w2f = _packed(w1), _packed(w2, transpose=True)
+    b1f, b2f = (_packed(b1), _packed(b2)) if b1 else (w1f, w1f)
+    dims = _dims(w1)
+    for g in _launch_groups(dims, x.device, CONFIG["dw_block_h"], bool(CONFIG["grouped"])):
+        _fwd_kernel[(triton.cdiv(n, CONFIG["block_m"]), g["n"])](
+            x, w1f, b1f, w2f, b2f, y, seed, g["table"], p_drop, n, dim, **_meta(x, dims, g["BD"], bool(b1), p_drop))
     return y
 
 
@@ -204,30 +263,36 @@ def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor],
     x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
     seed = _seed_ptr(seed, x, p_drop)
     n, dim = x.shape
+    dims = _dims(w1)
+    tw, th = sum(d * h for d, h in dims), sum(h for _, h in dims)
     dx = torch.empty_like(x)
-    bh, dbm = CONFIG["block_h"], CONFIG["dw_block_m"]
+    dbm = CONFIG["dw_block_m"]
     splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(n, dbm)))
     rows_per_split = triton.cdiv(triton.cdiv(n, splits), dbm) * dbm
+    w1f, w2f = _packed(w1), _packed(w2, transpose=True)
+    b1f = _packed(b1) if b1 else w1f
+    f32 = {"dtype": torch.float32, "device": x.device}
+    p_w1, p_w2t = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32)  # per-split partial sums
+    p_b1 = torch.empty(splits, th, **f32) if b1 else p_w1
+    for g in _launch_groups(dims, x.device, CONFIG["dw_block_h"], bool(CONFIG["grouped"])):
+        _dx_kernel[(triton.cdiv(n, CONFIG["block_m"]), g["n"])](
+            x, dy, w1f, b1f, w2f, dx, seed, g["table"], p_drop, n, dim, **_meta(x, dims, g["BD"], bool(b1), p_drop))
+        _dw_kernel[(g["n_work"], splits)](
+            x, dy, w1f, b1f, w2f, p_w1, p_b1, p_w2t, seed, g["table"], g["work"], p_drop, n, dim, tw, th,
+            rows_per_split, **_meta(x, dims, g["BD"], bool(b1), p_drop, dw=True))
+    s_w1, s_w2t = p_w1.sum(0), p_w2t.sum(0)
+    s_b1 = p_b1.sum(0) if b1 else None
+    s_b2 = dy.float().sum(0) if b1 else None
     dw1, db1, dw2, db2 = [], [], [], []
-    col0 = 0
-    for i, (w1_i, w2_i) in enumerate(zip(w1, w2)):
-        h, d = w1_i.shape
-        b1_i = b1[i] if b1 else w1_i
-        meta = _meta(x, d, bool(b1), p_drop)
-        _dx_kernel[(triton.cdiv(n, CONFIG["block_m"]),)](
-            x, dy, w1_i, b1_i, w2_i, dx, seed, p_drop, i, n, dim, col0, d, h, BM=CONFIG["block_m"], **meta)
-        f32 = {"dtype": torch.float32, "device": x.device}
-        p_w1, p_w2 = torch.empty(splits, h, d, **f32), torch.empty(splits, d, h, **f32)
-        p_b1 = torch.empty(splits, h, **f32) if b1 else p_w1
-        _dw_kernel[(triton.cdiv(h, bh), splits)](
-            x, dy, w1_i, b1_i, w2_i, p_w1, p_b1, p_w2, seed, p_drop, i, n, dim, col0, d, h, rows_per_split,
-            BM=dbm, **meta)
-        dw1.append(p_w1.sum(0).to(w1_i.dtype))
-        dw2.append(p_w2.sum(0).to(w2_i.dtype))
+    col0 = woff = hoff = 0
+    for i, (d, h) in enumerate(dims):          # copies, so that no two outputs alias
+        dw1.append(s_w1[woff:woff + h * d].view(h, d).to(w1[i].dtype, copy=True))
+        dw2.append(s_w2t[woff:woff + h * d].view(h, d).t().to(w2[i].dtype, memory_format=torch.contiguous_format,
+                                                            copy=True))
         if b1:
-            db1.append(p_b1.sum(0).to(b1[i].dtype))
-            db2.append(dy[:, col0:col0 + d].float().sum(0).to(b1[i].dtype))
-        col0 += d
+            db1.append(s_b1[hoff:hoff + h].to(b1[i].dtype, copy=True))
+            db2.append(s_b2[col0:col0 + d].to(b1[i].dtype, copy=True))
+        col0, woff, hoff = col0 + d, woff + h * d, hoff + h
     return dx, dw1, db1, dw2, db2
 
 

@@ -20,14 +20,14 @@ LOOP_MIN_EXPANSION = 12  # ``auto`` uses one matmul per band from this mean band
 
 
 def resolve_band_impl(cfg: LMConfig, hidden: tuple[int, ...]) -> str:
-    """``auto`` -> ``block_diag`` below `LOOP_MIN_EXPANSION`; from it on ``fused`` where Triton is installed and
-    there is no dropout (it runs the loop on non-CUDA tensors), else ``loop``.
+    """``auto`` -> ``block_diag`` below `LOOP_MIN_EXPANSION`; from it on ``fused`` where Triton is installed (it
+    runs the loop on non-CUDA tensors), else ``loop``.
 
     Measured (bf16, compiled, fwd+bwd): the band MLPs alone on 32k tokens on an H100 at e=4 block_diag 2.4 ms
     vs bmm 2.9 / loop 4.3, at e=24 (params-matched) 7.7 vs 12.7 / 6.5; whole training steps of the
-    `no_wormhole_matched` arm (e~24) on an H200: loop 66.3 ms vs block_diag 69.9 ms, later loop 57.0 vs fused
-    57.7 ms at 23.3 vs 13.6 GB peak, and full_matched loop 81.6 vs fused 75.1 ms; with dropout 0.1 (the fused
-    kernel's Philox masks) no_wormhole_matched loop 66.3 vs fused 95.4 ms (benchmarks/RESULTS.md).
+    `no_wormhole_matched` arm (e~24) on an H200: loop 66.3 ms vs block_diag 69.9 ms; with the fused kernel as it
+    is now (one launch per padded band width, W2 read transposed) fused 51.6 ms / 13.6 GB vs loop 57.0 / 23.3,
+    and with dropout 0.1 fused 69.9 ms / 13.8 GB vs loop 75.7 / 25.9 (benchmarks/RESULTS.md).
     Only e=4 and e~24 were measured; the threshold between them is a guess.
     """
     if cfg.band_impl != "auto":
@@ -35,7 +35,7 @@ def resolve_band_impl(cfg: LMConfig, hidden: tuple[int, ...]) -> str:
     expansion = sum(hidden) / sum(cfg.band_widths)
     if expansion < LOOP_MIN_EXPANSION:
         return "block_diag"
-    return "fused" if band_mlp_kernel.available() and cfg.dropout == 0 else "loop"
+    return "fused" if band_mlp_kernel.available() else "loop"
 
 
 class Block(nn.Module):
