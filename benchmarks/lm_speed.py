@@ -273,15 +273,19 @@ _FUSED_DEFAULT = dict(band_mlp_kernel.CONFIG)
 # (2026-12-02, results/2026-12-02/lm_micro_h200_fused_mlp_v2.json, _v3.json): 128-token blocks, 128-unit hidden
 # tiles, 8 warps in the dW kernel, dW splits for ~2 programs per SM and a dW path through cuBLAS (dx kernel storing
 # dpre and gelu(pre)) were all slower and are gone. Since then the bands of one padded width share a launch and
-# the dW kernel has its own tile settings (dw_*); these are the variations around the default (the first).
+# the dW kernel has its own tile settings (dw_*); these are the variations around the default (the first; the
+# last three not yet measured with the second version).
 FUSED_MLP_CONFIGS = [
     _fused_config(),
     _fused_config(grouped=0),
     _fused_config(block_m=128, warps=8),
     _fused_config(dw_block_m=128, dw_warps=8),
     _fused_config(block_m=128, warps=8, dw_block_m=128, dw_warps=8),
-    _fused_config(stages=2, dw_stages=2),
+    _fused_config(stages=3, dw_stages=3),
     _fused_config(dw_splits=16),
+    _fused_config(block_h=64),
+    _fused_config(dw_block_h=64, dw_warps=8),      # 8 warps in dW was slower before W2 was read transposed
+    _fused_config(dw_block_m=128, dw_block_h=64, dw_warps=8),
 ]
 
 
