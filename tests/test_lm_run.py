@@ -75,6 +75,17 @@ def test_arms_train_and_report(tmp_path, corpus, arm):
         assert "lr/band_0" in csv_text and "band/0/grad_norm" in csv_text and "band/0/update_ratio" in csv_text
 
 
+def test_word_ppl_only_over_the_whole_test_split(tmp_path, corpus):
+    """Part of the test split scored (limit_test_batches): the whole file's word count over part of its NLL would
+    be a wrong number, so test/word_ppl is left out (with a warning); token perplexity is still logged."""
+    cfg = compose_config(["experiment=lm_baseline", *_data(corpus, tmp_path / "cache"), *TINY_MODEL, *RUN,
+                          "trainer.limit_test_batches=1"], run_dir=tmp_path / "run")
+    with pytest.warns(UserWarning, match="test/word_ppl not logged"):
+        metrics = train(cfg)
+    assert "test/ppl" in metrics and "test/ppl_unigram" in metrics
+    assert "test/word_ppl" not in metrics and "test/word_ppl_unigram" not in metrics
+
+
 @pytest.mark.parametrize("arm", ARMS)
 def test_every_arm_builds_the_intended_model(compose, arm):
     from akira.models.lm import Transformer

@@ -119,10 +119,17 @@ def test_eval_windows_score_every_token_exactly_once(stride):
     assert n_scored == N - 1
 
 
-def test_eval_sharding_two_ranks():
+@pytest.mark.parametrize("world", [2, 3, 200])
+def test_eval_sharding_over_ranks_is_complete_disjoint_and_even(world):
+    """Ranks take disjoint batches that together score every target once; every rank gets the same number of
+    batches, at least one, padding batches (nothing scored) filling in where the split runs out — with 200 ranks
+    there are more ranks than batches (Lightning stops on a rank with an empty DataLoader)."""
     full = EvalWindows(TOKENS, 16, batch_size=5, stride=8)
-    parts = [EvalWindows(TOKENS, 16, batch_size=5, stride=8, rank=r, world_size=2) for r in range(2)]
-    assert len(parts[0]) + len(parts[1]) == len(full) and not set(parts[0].my_batches) & set(parts[1].my_batches)
+    parts = [EvalWindows(TOKENS, 16, batch_size=5, stride=8, rank=r, world_size=world) for r in range(world)]
+    assert world < 200 or world > full.n_batches
+    assert len({len(p) for p in parts}) == 1 and len(parts[0]) >= 1
+    real = [i for p in parts for i in p.my_batches if i >= 0]
+    assert sorted(real) == list(range(full.n_batches))
     total = sum(int(m.sum()) for p in parts for _, _, m in p)
     assert total == N - 1
     with pytest.raises(ValueError, match="data.seq_len=9000"):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from akira.data.text.metrics import NLLSum
@@ -52,12 +53,25 @@ class LanguageModelTask(pl.LightningModule):
         seq_len = getattr(getattr(self.trainer, "datamodule", None), "seq_len", None)
         return float(self.model.flops_per_token(seq_len))
 
-    def _words(self, split: str) -> int | None:
+    def _words(self, split: str, metric: NLLSum) -> int | None:
+        """The split's word count for word-normalised perplexity, or None: without one (non-WikiText sources),
+        or when the evaluation did not score the whole split (`limit_test_batches`, `fast_dev_run`: the words of
+        the whole file over the NLL of part of it would be meaningless; a warning says so)."""
         dm = getattr(self.trainer, "datamodule", None)
         try:
-            return int(dm.words(split)) if dm is not None and hasattr(dm, "words") else None
+            words = int(dm.words(split)) if dm is not None and hasattr(dm, "words") else None
+            expected = int(dm.scored_tokens(split)) if words is not None else None
         except Exception:  # noqa: BLE001 - word counts are optional (non-WikiText sources)
             return None
+        if words is None:
+            return None
+        with metric.sync_context():
+            scored = int(metric.count)
+        if scored != expected:
+            rank_zero_warn(f"{split}/word_ppl not logged: {scored} of the split's {expected} targets were scored "
+                           f"(limit_{split}_batches / fast_dev_run?); word perplexity needs the whole split")
+            return None
+        return words
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -108,7 +122,7 @@ class LanguageModelTask(pl.LightningModule):
         self.log_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in out.items()}, prog_bar=False)
 
     def on_test_epoch_end(self) -> None:
-        words = self._words("test")
+        words = self._words("test", self.test_nll)
         out = self._log_split("test", self.test_nll, words)
         if self._unigram is not None:
             base = self._log_split("test", self.test_unigram_nll, words)

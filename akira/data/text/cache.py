@@ -2,7 +2,7 @@
 
 Layout: `<cache_dir>/<tokenizer name>-<tokenizer hash[:12]>/<split>.bin` (raw little-endian uint16, or
 uint32 when the vocabulary has more than 65,536 ids) and `<split>.meta.json`:
-`format, split, source {path, size, mtime_ns, sha256}, tokenizer {name, hash, n_vocab, eot_id}, dtype,
+`format, split, source {path, size, mtime_ns, ctime_ns, sha256}, tokenizer {name, hash, n_vocab, eot_id}, dtype,
 n_tokens, n_words, n_documents, text_bytes`. The stream is `eot doc_1 eot doc_2 ... eot doc_n`
 (end-of-text *before* every document, so the first token of every document is predicted from a context
 and `n_tokens = content tokens + n_documents`). `n_words` follows `sources.count_words`.
@@ -12,7 +12,7 @@ and a process pool (fork) tokenizes the ranges in parallel; results are written 
 (bounded number in flight, so memory does not grow with the corpus), fsync'ed and `os.replace`d, then
 meta.json likewise. A `filelock.FileLock` on `<split>.bin.lock` makes concurrent jobs build it once.
 A cache is reused when meta.json parses and matches the source content hash (re-hashed only when the
-file's size/mtime changed), the tokenizer name/hash, the dtype, and the `.bin` size equals
+file's size, mtime or ctime changed), the tokenizer name/hash, the dtype, and the `.bin` size equals
 `n_tokens * itemsize`; otherwise that one split is rebuilt in place — other caches are never touched,
 and a failed build leaves the previous files as they were.
 """
@@ -130,7 +130,13 @@ def token_cache(
 
 def _source_stat(path: Path) -> dict:
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
+def _same_stat(stat: dict, src: dict) -> bool:
+    """Size, mtime and ctime unchanged: the content is taken as unchanged without re-hashing it. The ctime is
+    in it because copies that keep the mtime (`cp -p`, `rsync -t`, `tar x`) still set it."""
+    return all(stat[k] == src.get(k) for k in ("size", "mtime_ns", "ctime_ns"))
 
 
 def _check(bin_path: Path, meta_path: Path, text_path: Path, tokenizer, dtype: np.dtype) -> tuple[dict | None, str | None]:
@@ -148,7 +154,7 @@ def _check(bin_path: Path, meta_path: Path, text_path: Path, tokenizer, dtype: n
         if meta["dtype"] != dtype.name:
             return None, f"dtype {meta['dtype']} != {dtype.name}"
         stat = _source_stat(text_path)
-        if (stat["size"], stat["mtime_ns"]) != (src["size"], src["mtime_ns"]) and file_sha256(text_path) != src["sha256"]:
+        if not _same_stat(stat, src) and file_sha256(text_path) != src["sha256"]:
             return None, "source text changed"
     except (OSError, ValueError, KeyError, TypeError) as e:
         return None, f"unreadable meta.json ({type(e).__name__})"

@@ -12,7 +12,7 @@ on resume, and the next `train_dataloader()` continues at that step. A Lightning
 datamodule should not also override `on_before_batch_transfer` (Lightning would call only this one).
 
 Where files go: WikiText downloads in `<data_dir>/<source>/wiki.<split>.<variant>`; caches in
-`<cache_dir or data_dir/<source>/cache>/<variant | text-<path hash>>/<tokenizer>-<hash>/<split>.bin`;
+`<cache_dir or data_dir/<source>/cache>/<variant | text>-<source file's path hash>/<tokenizer>-<hash>/<split>.bin`;
 a trained BPE in `<cache root>/tokenizers/bpe-v<vocab>-f<min_freq>-<train sha[:12]>.json` beside them.
 """
 from __future__ import annotations
@@ -163,11 +163,11 @@ class TextDataModule(pl.LightningDataModule):
         return self.data_dir / ("text_local" if self.source == "text" else self.source) / "cache"
 
     def split_cache_dir(self, split: str) -> Path:
-        """Directory whose `<tokenizer>-<hash>/<split>.bin` holds `split`: per variant, or per text file."""
-        if self.source == "text":
-            key = str(self.corpus.path(split).resolve())
-            return self.cache_root / f"text-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        return self.cache_root / self.variant
+        """Directory whose `<tokenizer>-<hash>/<split>.bin` holds `split`: one per source file (its resolved path
+        hashed), so that corpora sharing a `data.cache_dir` (WikiText-2 and -103, two copies of one variant, local
+        text files) never build into, or read, each other's cache."""
+        key = hashlib.sha1(str(self.corpus.path(split).resolve()).encode()).hexdigest()[:10]
+        return self.cache_root / (f"text-{key}" if self.source == "text" else f"{self.variant}-{key}")
 
     @property
     def tokenizer(self):

@@ -89,7 +89,8 @@ def local_wikitext(local_dir: str | os.PathLike, variant: str, name: str = "wiki
         found = sorted(os.listdir(d))[:6]
         raise FileNotFoundError(
             f"data.local_dir={d}: missing {', '.join(missing)} (variant {variant!r} expects "
-            f"{', '.join(expected)}; found {found})"
+            f"{', '.join(expected)}; found {found}); unset data.local_dir to download the corpus into data.data_dir "
+            f"(data.download=true), or for other text files use data=text_local with data.train_path/valid_path/test_path"
         )
     paths = {s: d / wikitext_filename(s, variant) for s in SPLITS}
     return CorpusFiles(name, variant, paths, {s: f"data.local_dir ({wikitext_filename(s, variant)})" for s in SPLITS})

@@ -168,7 +168,9 @@ class EvalWindows(IterableDataset):
     """Batches `(x, y, mask)` covering a split (module doc); `x, y` int64 and `mask` bool `(b, seq_len)`.
 
     Global batch `i` holds windows `[i*B, (i+1)*B)`; rank `r` takes batches `i = r, r + W, ...` (disjoint,
-    complete), DataLoader workers split those further. `len()` is this rank's number of batches.
+    complete), DataLoader workers split those further. Every rank gets the same number of batches, at least one
+    (Lightning stops on a rank without any): where the split runs out, a rank's last batch is a padding batch
+    (real windows, mask all False), which adds nothing to the metrics. `len()` is this rank's number of batches.
     """
 
     def __init__(self, tokens, seq_len: int, batch_size: int, stride: int | None = None,
@@ -180,16 +182,19 @@ class EvalWindows(IterableDataset):
         self.rank, self.world_size = _check_rank(rank, world_size)
         self.starts, self.score_from = eval_windows(self.tokens.n, seq_len, stride)
         self.n_batches = math.ceil(len(self.starts) / self.batch_size)
-        self.my_batches = list(range(self.rank, self.n_batches, self.world_size))
+        per_rank = max(1, math.ceil(self.n_batches / self.world_size))
+        self.my_batches = [i if i < self.n_batches else -1     # -1: padding
+                           for i in range(self.rank, per_rank * self.world_size, self.world_size)]
 
     def __len__(self) -> int:
         return len(self.my_batches)
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        """Global batch i, or for i = -1 a padding batch (the first batch's windows, nothing scored)."""
+        sl = slice(max(i, 0) * self.batch_size, (max(i, 0) + 1) * self.batch_size)
         x, y = _split_xy(self.tokens.gather(self.starts[sl], self.seq_len + 1))
         mask = torch.arange(self.seq_len)[None, :] >= torch.from_numpy(self.score_from[sl])[:, None]
-        return x, y, mask
+        return x, y, mask & (i >= 0)
 
     def __iter__(self):
         info = get_worker_info()
