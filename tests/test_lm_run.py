@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from akira.cli import ROOT
 from akira.data.text.fixture import wikitext_like
@@ -73,6 +74,12 @@ def test_arms_train_and_report(tmp_path, corpus, arm):
                                                                  rel=1e-6)
     if banded:
         assert "lr/band_0" in csv_text and "band/0/grad_norm" in csv_text and "band/0/update_ratio" in csv_text
+        # measured every 2 of the 4 steps, and each measurement written once (not again, stale, at every step)
+        import csv
+
+        rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+        for key in ("band/0/grad_norm", "band/0/update_ratio"):
+            assert [r["step"] for r in rows if r.get(key)] == ["2", "4"], key
 
 
 def test_word_ppl_only_over_the_whole_test_split(tmp_path, corpus):
@@ -106,12 +113,28 @@ def test_mission_command_lines_compose(compose):
     assert b.optim.band_lrs == "v1"
 
 
+def test_optim_lr_sets_the_shared_lr_of_the_lm_experiments(compose):
+    """`optim.lr` is the shared group's peak LR in every arm (lm_common used to pin optim.shared_lr, so an
+    `optim.lr=...` override did nothing); an explicit `optim.shared_lr`, also 0, wins."""
+    from omegaconf import OmegaConf
+
+    from akira.tasks.configure import configure_optimizers
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    for args, want in ((["optim.lr=1e-3"], 1e-3), (["optim.lr=1e-3", "optim.shared_lr=2e-4"], 2e-4),
+                       (["optim.shared_lr=0"], 0.0), ([], 3e-4)):
+        optim = OmegaConf.to_container(compose(["experiment=lm_baseline", *args]).optim, resolve=True)
+        groups = configure_optimizers(model, optim, 1000)["optimizer"].param_groups
+        assert {g["peak_lr"] for g in groups} == {want}, args
+
+
 @pytest.mark.parametrize("args,key", [
     (["experiment=ablation_no_wormhole", "model=baseline"], "needs model=akira_band"),
     (["experiment=ablation_full", "model.band_widths=[128,96,80,64,64,48,16]"], "model.band_widths"),
     (["experiment=ablation_full", "optim.band_lrs=[1e-4,1e-4]"], "optim.band_lrs"),
     (["experiment=lm_baseline", "model.n_head=7"], "model.n_head"),
     (["experiment=lm_baseline", "data.seq_len=1024", "model.max_seq_len=512"], "data.seq_len"),
+    (["experiment=lm_baseline", "trainer.max_steps=100"], "optim.warmup_steps"),   # lm_common warms up 500
 ])
 def test_lm_bad_input_fails_at_build_time_naming_the_key(tmp_path, corpus, args, key):
     from akira.config import ConfigError

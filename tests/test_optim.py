@@ -64,6 +64,11 @@ def test_group_membership_and_weight_decay():
     assert "blocks.0.wormhole.w_qkv" in shared and "lm_head.weight" in shared and "blocks.1.attn.qkv.weight" in shared
     no_decay = set(groups["shared_no_decay"]["param_names"])
     assert {"wte.weight", "wpe.weight", "ln_f.weight", "blocks.0.attn.qkv.bias", "blocks.0.wormhole.b_o"} <= no_decay
+    # every bias and norm parameter is undecayed, also a bias stored as a matrix (the wormhole's b_qkv (nb, 4c))
+    decayed = {n for g in groups.values() if g["weight_decay"] > 0 for n in g["param_names"]}
+    assert "blocks.0.wormhole.b_qkv" in no_decay
+    assert not [n for n in decayed
+                if any(part == "bias" or part.startswith(("ln", "b_", "b1", "b2")) for part in n.split("."))]
     for g in groups.values():
         assert g["weight_decay"] == (0.0 if g["name"].endswith("_no_decay") else 0.1)
         assert all(p.ndim >= 2 for p in g["params"]) or g["weight_decay"] == 0.0

@@ -2,7 +2,9 @@
 `throughput/<unit>_per_sec_per_device`, for scaling efficiency under DDP) and, where FLOPs are known, MFU.
 
 The task provides `throughput_unit` ("frames" or "tokens") and `items_per_batch(batch)`; optionally
-`flops_per_item()` for MFU against `PEAK_BF16_FLOPS` (dense, no sparsity).
+`flops_per_item()` for MFU against `PEAK_BF16_FLOPS` (dense, no sparsity). The clock stops from the start of an
+in-training validation, and from a checkpoint save, until the next training batch starts: those are not
+training throughput.
 """
 from __future__ import annotations
 
@@ -36,17 +38,32 @@ class Throughput(pl.Callback):
         self._window_items = 0
         self._total_items = 0
         self._total_seconds = 0.0
-        self._step_start = None
+        self._paused_at = None   # perf_counter() when validation or a checkpoint save stopped the clock
         self.world_size = 1
 
     def _sync(self, trainer: pl.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize(trainer.strategy.root_device)
 
+    def _pause(self, trainer) -> None:
+        if self._t0 is not None and self._paused_at is None:
+            self._sync(trainer)
+            self._paused_at = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._pause(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self._pause(trainer)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._t0 is None:
             self._sync(trainer)
             self._t0 = time.perf_counter()
+        elif self._paused_at is not None:  # the time since the pause is not training
+            self._sync(trainer)
+            self._t0 += time.perf_counter() - self._paused_at
+        self._paused_at = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.world_size = trainer.world_size
@@ -77,8 +94,9 @@ class Throughput(pl.Callback):
         """Count the last partial window too, so short runs still report a rate."""
         if self._t0 is not None and self._window_items:
             self._sync(trainer)
+            end = self._paused_at if self._paused_at is not None else time.perf_counter()
             self._total_items += self._window_items
-            self._total_seconds += time.perf_counter() - self._t0
+            self._total_seconds += end - self._t0
             self._window_items = 0
 
     def mean_rate(self) -> float | None:

@@ -17,8 +17,10 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: 
 
 def configure_optimizers(model: torch.nn.Module, optim: dict[str, Any], total_steps: int):
     """Lightning `configure_optimizers` result; LRs log as `lr/<group name>` (scheduler name `lr`)."""
-    groups = build_param_groups(model, lr_table=optim.get("band_lrs"), shared_lr=float(optim.get("shared_lr") or
-                                optim.get("lr", 1e-3)), weight_decay=float(optim.get("weight_decay", 0.0)))
+    shared_lr = optim.get("shared_lr")
+    shared_lr = float(optim.get("lr", 1e-3) if shared_lr is None else shared_lr)
+    groups = build_param_groups(model, lr_table=optim.get("band_lrs"), shared_lr=shared_lr,
+                                weight_decay=float(optim.get("weight_decay", 0.0)))
     if not groups:
         return None
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])

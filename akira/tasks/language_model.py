@@ -43,6 +43,7 @@ class LanguageModelTask(pl.LightningModule):
         self.band_nll = nn.ModuleList(NLLSum() for _ in range(self.n_bands if self.band_delta_loss else 0))
         self._recent_train = deque(maxlen=50)
         self._weights_before: dict[str, list[torch.Tensor]] = {}
+        self._grad_norms: dict[str, float] = {}
         self.save_hyperparameters(ignore=["model"])
 
     # ------------------------------------------------------------------ helpers
@@ -149,8 +150,7 @@ class LanguageModelTask(pl.LightningModule):
         if not self._stats_step():
             return
         norms = group_norms(optimizer.param_groups, "grad")  # per base group, one host sync
-        self.log_dict({f"{self._stat_key(name)}/grad_norm": v for name, v in norms.items()}, on_step=True,
-                      on_epoch=False)
+        self._grad_norms = {f"{self._stat_key(name)}/grad_norm": float(v) for name, v in norms.items()}
         for name, params in self._band_groups(optimizer).items():
             self._weights_before[name] = [p.detach().clone() for p in params]
 
@@ -164,9 +164,13 @@ class LanguageModelTask(pl.LightningModule):
                 continue
             delta = torch.stack([(p.detach().float() - b.float()).norm() for p, b in zip(params, before)]).norm()
             weight = torch.stack([b.float().norm() for b in before]).norm()
-            stats[f"{self._stat_key(name)}/update_ratio"] = delta / weight.clamp_min(1e-12)
+            stats[f"{self._stat_key(name)}/update_ratio"] = float(delta / weight.clamp_min(1e-12))
         self._weights_before = {}
-        self.log_dict(stats, on_step=True, on_epoch=False)
+        stats.update(self._grad_norms)
+        # straight to the loggers, once: through self.log an on-step value of an endless epoch is written again,
+        # stale, at every later logging step until the next measurement (and the dynamics analysis reads them)
+        for logger in self.loggers:
+            logger.log_metrics(stats, step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Make the checkpoint self-describing: the model's config (for analysis / loading without Hydra)."""

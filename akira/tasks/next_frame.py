@@ -73,15 +73,27 @@ class NextFrameTask(pl.LightningModule):
 
     def items_per_batch(self, batch: torch.Tensor) -> int:
         """Predicted frames per training batch (for throughput)."""
-        if self.loss_on == "clip" and hasattr(self.model, "forward_sequence"):
+        if self.loss_on == "clip":
             return batch.shape[0] * (batch.shape[1] - self.context)
         return batch.shape[0]
 
+    def clip_predictions(self, batch: torch.Tensor) -> torch.Tensor:
+        """`loss_on=clip`: predictions `(B, L - context, H, W)` of frames context .. L-1 of clips `(B, L, H, W)`,
+        each from exactly the `context` frames before it, as `forward` sees them at evaluation. A model whose
+        `forward_sequence` reads only such a window (`windowed_sequence = True`) does it in one parallel pass;
+        for any other (e.g. a recurrence whose state would start at frame 0 and see more than the context) the
+        windows are cut out and batched through `forward`."""
+        start = self.context - 1
+        if getattr(self.model, "windowed_sequence", False):
+            return self.model.forward_sequence(batch[:, :-1], start=start)   # output k: frame start + 1 + k
+        b, _, h, w = batch.shape
+        windows = batch[:, :-1].unfold(1, self.context, 1)                     # (B, n, H, W, context)
+        n = windows.shape[1]
+        return self.model(windows.permute(0, 1, 4, 2, 3).reshape(b * n, self.context, h, w)).view(b, n, h, w)
+
     def _train_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.loss_on == "clip" and hasattr(self.model, "forward_sequence"):
-            start = self.context - 1  # only predictions that saw a full context of real frames are scored
-            preds = self.model.forward_sequence(batch[:, :-1], start=start)  # (B, L-1-start, H, W): frame t+1
-            return F.mse_loss(preds.float(), batch[:, start + 1:].float())
+        if self.loss_on == "clip":   # every frame after the context is a target
+            return F.mse_loss(self.clip_predictions(batch).float(), batch[:, self.context:].float())
         pred = self(batch[:, : self.history])
         return F.mse_loss(pred.float(), batch[:, self.history].float())
 

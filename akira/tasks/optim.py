@@ -68,8 +68,14 @@ def resolve_band_lrs(lr_table: LrTable, n_bands: int, shared_lr: float = SHARED_
 
 
 def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Embeddings, every parameter of fewer than 2 dims (norms, biases), and what a module declares through
+    ``no_decay_parameters() -> local names`` (biases stored as matrices, such as the wormhole's per-band b_qkv)."""
     ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     ids |= {id(p) for p in model.parameters() if p.ndim < 2}
+    for module in model.modules():
+        fn = getattr(module, "no_decay_parameters", None)
+        if callable(fn):
+            ids |= {id(module.get_parameter(name)) for name in fn()}
     return ids
 
 

@@ -103,8 +103,9 @@ class FieldsDataModule(pl.LightningDataModule):
             )
         if reference_t0 < train_t_max:
             raise ValueError(
-                f"data.reference_t0: must be >= data.train_t_max = {train_t_max} (reference frames are never "
-                f"training frames), got {reference_t0}"
+                f"data.reference_t0: must be >= data.train_t_max = {train_t_max} (reference clips start after "
+                f"the training time steps; periodic patterns still repeat training frames there: the seed's "
+                f"protocol, not held-out data), got {reference_t0}"
             )
         self.save_hyperparameters()
         self.pattern, self.grid, self.history, self.horizon = pattern, grid, history, horizon

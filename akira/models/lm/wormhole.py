@@ -93,6 +93,10 @@ class CrossBandWormhole(nn.Module):
             g_idx.append(((s0 + r) * 2 * d + dest_col).flatten())
         self.register_buffer("g_index", torch.cat(g_idx), persistent=False)
 
+    def no_decay_parameters(self) -> set[str]:
+        """Biases stored as a matrix (`b_qkv`, (nb, 4c)): no weight decay, as every bias (`akira.tasks.optim`)."""
+        return {"b_qkv"} if self.b_qkv is not None else set()
+
     def reset_parameters(self, std: float, out_std: float) -> None:
         nn.init.normal_(self.w_qkv, 0.0, std)
         nn.init.normal_(self.w_o, 0.0, out_std)

@@ -113,6 +113,7 @@ class Spectral2DPredictor(NextFrameModel):
     """
 
     is_trainable = True
+    windowed_sequence = True  # forward_sequence's output t reads frames t - T + 1 .. t only, as forward does
 
     def __init__(
         self,
