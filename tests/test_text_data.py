@@ -359,3 +359,18 @@ def test_failed_downloads_end_in_one_short_line(tmp_path, monkeypatch):
     assert "\n" not in msg and "second line" not in msg
     assert msg.count("ConnectionError: HTTPSConnectionPool(host='example.org', port=443): Max retries") == 2
     assert str(tmp_path / "wt2") in msg and len(msg) < 1200
+
+
+def test_resume_with_other_batch_order_settings_is_refused(tmp_path):
+    """The batch order depends on (seed, sampling, seq_len, batch_size): resuming with other values would
+    silently train on other data than the interrupted run would have, so it fails naming the key."""
+    d = write_wikitext(tmp_path / "wt")
+    state = dm_for(d, tmp_path).state_dict()
+    state["train_step"] = 5
+    same = dm_for(d, tmp_path)
+    same.load_state_dict(state)
+    assert same.train_step == 5
+    for kw, key in (({"seq_len": 8}, "data.seq_len"), ({"batch_size": 2}, "data.batch_size"),
+                    ({"seed": 7}, "data.seed")):
+        with pytest.raises(ValueError, match=key):
+            dm_for(d, tmp_path, **kw).load_state_dict(state)

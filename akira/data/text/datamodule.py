@@ -286,7 +286,15 @@ class TextDataModule(pl.LightningDataModule):
                 "seq_len": self.seq_len, "batch_size": self.batch_size}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Resume at the saved batch index. The batch order is a function of (seed, sampling, seq_len,
+        batch_size), so a resume with other values would silently see other data than the interrupted run
+        would have: refused, naming the key."""
         _int("state_dict['train_step']", state_dict["train_step"], 0)
+        for key in ("seed", "sampling", "seq_len", "batch_size"):
+            if key in state_dict and state_dict[key] != getattr(self, key):
+                raise ValueError(f"data.{key}={getattr(self, key)!r}: the checkpoint being resumed was trained with "
+                                 f"{state_dict[key]!r}, and its batch order depends on it; resume with the same value "
+                                 f"(or start a new run)")
         self._train_step = int(state_dict["train_step"])
 
     @property
