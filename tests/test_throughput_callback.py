@@ -53,4 +53,5 @@ def test_validation_and_checkpoint_time_stay_out_of_the_rate(tmp_path):
 
 def test_peak_flops_table_knows_h100_and_h200():
     assert peak_flops("NVIDIA H200") == peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-    assert peak_flops("NVIDIA H100 PCIe") == 756e12 and peak_flops("Tesla T4") is None
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12 and peak_flops("NVIDIA H200 NVL") == 835e12
+    assert peak_flops("Tesla T4") is None

@@ -15,7 +15,7 @@ import torch
 
 # Dense bf16 tensor-core peak FLOP/s (datasheet, no sparsity). Lightning's own table lacks the H200.
 PEAK_BF16_FLOPS = {
-    "H200": 989e12, "H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12,
+    "H200 NVL": 835e12, "H200": 989e12, "H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12,
     "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12, "RTX 4090": 165e12,
 }
 
