@@ -85,7 +85,7 @@ def test_loo_scores_are_leave_one_out():
     others = np.delete(null, 2, 0)
     assert t_null[2, 1] == pytest.approx((null[2, 1] - others[:, 1].mean()) / others[:, 1].std(ddof=1))
     assert t_obs[0] == pytest.approx((obs[0] - null[:5, 0].mean()) / null[:5, 0].std(ddof=1))
-    assert min_rotations(0.05) == 20
+    assert min_rotations(0.05) == 20 and min_rotations(0.05, n_layers=6) == 120
 
 
 def test_haar_rotation_is_orthogonal():

@@ -85,6 +85,12 @@ def test_head_synchronisation_closed_forms():
     # chance level of two unit phasors: E|cos(U / 2)| = 2 / pi
     chance = head_sync_chance(torch.ones(2, 1, dtype=torch.complex128), n_draws=20000, seed=0)
     assert chance.item() == pytest.approx(2 / math.pi, abs=0.01)
+    # a pure sink head is undefined without the sink: it weighs nothing (it used to make every row NaN)
+    sink = one_hot([0] * S)
+    with_sink = head_sync(circle_resultant(torch.stack([same[0], same[0], sink]), exclude_sink=True))
+    alone = head_sync(circle_resultant(torch.stack([same[0], same[0]]), exclude_sink=True))
+    torch.testing.assert_close(with_sink, alone, equal_nan=True)
+    assert torch.isfinite(with_sink[2:]).all() and torch.isnan(with_sink[:2]).all()   # rows q < 2: undefined
 
 
 def test_collapse_layer_is_the_layer_after_the_largest_drop():

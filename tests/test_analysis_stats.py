@@ -48,7 +48,29 @@ def test_stratified_permutation_removes_a_confounder():
     plain = stats.permutation_test(values, labels, n_perm=999, seed=0)
     strat = stats.permutation_test(values, labels, n_perm=999, seed=0, strata=stratum)
     assert plain["p_value"] < 0.01
-    assert strat["p_value"] > 0.05
+    assert strat["p_value"] > 0.05 and abs(strat["statistic"]) < 0.2
+
+
+def test_stratified_two_sided_test_sees_an_effect_against_the_composition():
+    """Labels fill the high stratum, but within each stratum the labelled values are lower: the raw difference
+    is positive, the within-stratum one negative. The two-sided stratified test must find it (its null used to
+    sit at the composition effect, so only effects of that sign could be significant: p = 1.0 here)."""
+    rng = np.random.default_rng(3)
+    stratum = np.repeat([0, 1], 100)
+    labels = np.where(stratum == 1, rng.random(200) < 0.8, rng.random(200) < 0.2)
+    values = stratum * 2.0 - 0.5 * labels + rng.normal(0, 0.3, 200)
+    assert values[labels].mean() > values[~labels].mean()                       # composition wins raw
+    strat = stats.permutation_test(values, labels, n_perm=999, seed=0, strata=stratum)
+    assert strat["statistic"] < -0.2 and strat["p_value"] < 0.01
+    less = stats.permutation_test(values, labels, n_perm=999, seed=0, strata=stratum, alternative="less")
+    assert less["p_value"] < 0.01
+
+
+def test_effect_sizes_ignore_undefined_values():
+    """A dead unit's centroid is NaN: the effect sizes use the finite values (they used to return NaN)."""
+    x, y = np.array([1.0, 2.0, 3.0, np.nan]), np.array([0.0, 1.0, np.nan])
+    assert stats.cohens_d(x, y) == pytest.approx(stats.cohens_d(x[:3], y[:2]))
+    assert stats.auc(x, y) == pytest.approx(stats.auc(x[:3], y[:2])) and np.isfinite(stats.auc(x, y))
 
 
 def test_spearman_group_and_effect_sizes():

@@ -237,7 +237,8 @@ def aq_test(layers: list[dict], fdr: float = 0.05, n_replicates: int = 8) -> dic
     return {"layers": out, "fdr": fdr, "n_replicates": n_rep}
 
 
-def min_rotations(fdr: float) -> int:
-    """Smallest K for which a pooled p-value can pass BH at all: K * U null scores give p >= 1/(K U + 1),
-    BH needs p <= fdr / U, so K >= 1 / fdr."""
-    return max(3, math.ceil(1.0 / fdr))
+def min_rotations(fdr: float, n_layers: int = 1) -> int:
+    """Smallest K for which a single unit's pooled p-value can pass BH: K * U null scores give p >= 1/(K U + 1),
+    BH over a family of n_layers * U tests needs p <= fdr / (n_layers U), so K >= n_layers / fdr (with r units
+    at the smallest p, K >= n_layers / (fdr r))."""
+    return max(3, math.ceil(n_layers / fdr))

@@ -86,6 +86,7 @@ def centroid_analysis(stores: dict, sites: list[str], layers: list[int], bands: 
         bh_fdr,
         bootstrap_ci,
         bootstrap_diff_ci,
+        center_within,
         cohens_d,
         group_permutation,
         permutation_test,
@@ -130,10 +131,11 @@ def centroid_analysis(stores: dict, sites: list[str], layers: list[int], bands: 
                 if mask is not None:
                     m = np.asarray(mask, bool)[sel]
                     t = permutation_test(cb, m, n_perm, seed, strata=bb)
+                    cc = center_within(cb, bb)   # the effect sizes, like the test, compare within bands
                     t.update(aq_mean=float(np.nanmean(cb[m])) if m.any() else float("nan"),
                              non_aq_mean=float(np.nanmean(cb[~m])) if (~m).any() else float("nan"),
-                             cohens_d=cohens_d(cb[m], cb[~m]), auc=auc(cb[m], cb[~m]),
-                             ci=list(bootstrap_diff_ci(cb[m], cb[~m], n_boot, seed=seed)),
+                             cohens_d=cohens_d(cc[m], cc[~m]), auc=auc(cc[m], cc[~m]),
+                             ci=list(bootstrap_diff_ci(cc[m], cc[~m], n_boot, seed=seed)),
                              stratified_by="band")
                     entry["aq_vs_non_aq"] = t
                     tests.setdefault("aq_vs_non_aq", []).append(t)

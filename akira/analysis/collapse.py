@@ -73,7 +73,9 @@ def circle_resultant(p: torch.Tensor, exclude_sink: bool = False) -> torch.Tenso
 
 
 def head_sync(z: torch.Tensor) -> torch.Tensor:
-    """z (..., H, S) complex per head -> S (..., S) = |sum_h z| / sum_h |z| (NaN if all heads have R = 0)."""
+    """z (..., H, S) complex per head -> S (..., S) = |sum_h z| / sum_h |z| (NaN if all heads have R = 0 or are
+    undefined). An undefined head (NaN, e.g. a pure sink head with the sink excluded) weighs nothing."""
+    z = torch.where(torch.isnan(z.real) | torch.isnan(z.imag), torch.zeros_like(z), z)
     num, den = z.sum(-2).abs(), z.abs().sum(-2)
     return torch.where(den > 1e-12, num / den.clamp_min(1e-30), torch.full_like(den, float("nan")))
 

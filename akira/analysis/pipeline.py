@@ -7,6 +7,7 @@ probe sizes, architectures, data; raises ValueError) and a *job* (captures, stat
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -171,13 +172,17 @@ def _sites(acfg: dict, key: str) -> list[str]:
     return sites
 
 
-def _alignment_checks(ctx: Context, acfg: dict, key: str, model_cfg, sites, aq: dict) -> None:
+def _alignment_checks(ctx: Context, acfg: dict, key: str, model_cfg, sites, aq: dict, n_layers: int = 1) -> None:
     fdr, k = float(aq["fdr"]), int(aq["n_rotations"])
     if not 0 < fdr < 1:
         raise ValueError(f"{key}.aq.fdr: must be in (0, 1), got {fdr}")
     if k < min_rotations(fdr):
         raise ValueError(f"{key}.aq.n_rotations: {k} rotations cannot reach FDR {fdr} (pooled p-values >= "
                          f"1/(K U + 1)); use >= {min_rotations(fdr)}")
+    if k < min_rotations(fdr, n_layers):   # the BH family spans the layers: a few aligned units cannot pass
+        log.warning("%s.aq.n_rotations=%d with %d layers in one FDR family: fewer than %d aligned units in a layer "
+                    "can never be candidates (p >= 1/(K U + 1) vs BH's fdr r / (L U)); use >= %d to detect a "
+                    "single one", key, k, n_layers, math.ceil(n_layers / (fdr * k)), min_rotations(fdr, n_layers))
     if not 0 <= int(aq["null_replicates"]) <= k:
         raise ValueError(f"{key}.aq.null_replicates: must be in [0, n_rotations={k}], got {aq['null_replicates']}")
     h = float(acfg.get("heldout_frac", 0.5))
@@ -236,7 +241,7 @@ def plan_alignment(ctx: Context, acfg: dict, key: str, ckpts: dict[str, tuple[st
     sites = _sites(acfg, key)
     layers, bands = _layers_bands(acfg, key, ca)
     aq = acfg["aq"]
-    _alignment_checks(ctx, acfg, key, ca, sites, aq)
+    _alignment_checks(ctx, acfg, key, ca, sites, aq, len(layers))
     ctx.check_probes(ka, pa, ca.vocab_size)
     ctx.check_probes(kb, pb, cb.vocab_size)
     for kind in ctx.kinds:

@@ -65,9 +65,27 @@ def bh_fdr(pvalues: np.ndarray, q: float = 0.05) -> tuple[np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ effect sizes
+def _finite(x: np.ndarray) -> np.ndarray:
+    """x as float without its NaN/inf entries (e.g. a dead unit's undefined centroid)."""
+    x = np.asarray(x, float).ravel()
+    return x[np.isfinite(x)]
+
+
+def center_within(values: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """values minus the mean of their stratum (over finite values; non-finite entries stay as they are).
+    A difference of means of these is the within-stratum difference, free of how the groups fill the strata."""
+    v = np.asarray(values, float).copy()
+    st = np.asarray(strata)
+    ok = np.isfinite(v)
+    for s in np.unique(st[ok]):
+        sel = ok & (st == s)
+        v[sel] -= v[sel].mean()
+    return v
+
+
 def cohens_d(x: np.ndarray, y: np.ndarray) -> float:
-    """(mean x - mean y) / pooled standard deviation (NaN when undefined)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
+    """(mean x - mean y) / pooled standard deviation over the finite values (NaN when undefined)."""
+    x, y = _finite(x), _finite(y)
     nx, ny = x.size, y.size
     if nx < 2 or ny < 2:
         return float("nan")
@@ -76,10 +94,10 @@ def cohens_d(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def auc(x: np.ndarray, y: np.ndarray) -> float:
-    """P(X > Y) + P(X = Y) / 2 (the Mann-Whitney U / (nx ny)); 0.5 = no difference."""
+    """P(X > Y) + P(X = Y) / 2 (the Mann-Whitney U / (nx ny)) over the finite values; 0.5 = no difference."""
     from scipy.stats import rankdata
 
-    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = _finite(x), _finite(y)
     if x.size == 0 or y.size == 0:
         return float("nan")
     ranks = rankdata(np.concatenate([x, y]))
@@ -111,7 +129,10 @@ def permutation_test(values: np.ndarray, labels: np.ndarray, n_perm: int = 2000,
     """Difference of means ``mean(values[labels]) - mean(values[~labels])`` against label permutations.
 
     values (n,) float; labels (n,) bool; strata (n,) optional group ids: labels are permuted only within
-    groups (controls for a confounder such as the band). alternative: two-sided | greater | less.
+    groups and the values are centred within them first (`center_within`), so the statistic is the
+    within-stratum difference and its permutation null is centred at 0 (without the centring the null sits at
+    the effect of how the labels fill the strata, and a two-sided test cannot see an effect of the other sign).
+    alternative: two-sided | greater | less.
     Returns statistic, p_value ((1 + #extreme) / (1 + n_perm)), n_perm, n_true, n_false.
     """
     v = np.asarray(values, dtype=np.float64)
@@ -119,6 +140,8 @@ def permutation_test(values: np.ndarray, labels: np.ndarray, n_perm: int = 2000,
     keep = np.isfinite(v)
     v, lab = v[keep], lab[keep]
     st = None if strata is None else np.asarray(strata)[keep]
+    if st is not None:
+        v = center_within(v, st)
     n1, n0 = int(lab.sum()), int((~lab).sum())
     out = {"statistic": float("nan"), "p_value": float("nan"), "n_perm": int(n_perm), "n_true": n1, "n_false": n0}
     if n1 == 0 or n0 == 0:
