@@ -207,16 +207,20 @@ def _is_rank_zero() -> bool:
 
 
 class _SigintRecorder:
-    """Ctrl-C behaves as by default (KeyboardInterrupt) but is remembered for the run's status.
+    """Ctrl-C behaves as by default (KeyboardInterrupt) but is remembered for the run's status; SIGTERM (a
+    scheduler's or `kill`'s stop) does the same, so a run stopped outside Lightning's own handlers (data setup,
+    between fit and test) is recorded as interrupted instead of being left "running".
 
     An interrupt can land inside code that swaps KeyboardInterrupt for another error (torch.save's zip writer
     raises a RuntimeError from its `__exit__` when interrupted mid-write); such a run was still interrupted,
     not failed. A no-op outside the main thread, where handlers cannot be installed.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.received = False
-        self._previous = None
+        self._previous: dict = {}
 
     def _handler(self, signum, frame) -> None:
         self.received = True
@@ -224,12 +228,12 @@ class _SigintRecorder:
 
     def __enter__(self) -> _SigintRecorder:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
@@ -320,8 +324,9 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
             info["tested_checkpoint"] = best
     else:
         test_ckpt = ckpt_path if trainable else None
-        if trainable and test_ckpt is None:
-            log.warning("evaluating a trainable model without a checkpoint: weights are the random init")
+        if trainable and test_ckpt is None:   # the scores of random weights would pass for the model's
+            raise ConfigError("ckpt_path", "evaluating a trainable model needs its checkpoint "
+                              "(ckpt_path=/path/to/run/checkpoints/last.ckpt; 'last' only inside that run's dir)")
         trainer.validate(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
         metrics.update(_scalar_metrics(trainer))
     if cfg.test:

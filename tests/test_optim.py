@@ -197,3 +197,30 @@ def test_wrapped_model_and_group_norms():
     expect = math.sqrt(sum(float(p.detach().pow(2).sum()) for g in groups if g["base"] == "band_0"
                            for p in g["params"]))
     assert w["band_0"] == pytest.approx(expect, rel=1e-5)
+
+
+def test_resume_takes_the_runs_schedule_length_not_the_checkpoints():
+    """A run extended on resume (trainer.max_steps 4 -> 8) follows the new cosine; the checkpoint's saved
+    LambdaLR state used to win and keep the LR at its minimum after step 4."""
+    from akira.tasks.configure import configure_optimizers, resume_schedule
+
+    model = torch.nn.Linear(4, 4)
+    optim = {"name": "adamw", "lr": 1e-2, "schedule": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1}
+    first = configure_optimizers(model, optim, 4)
+    for _ in range(4):
+        first["optimizer"].step()
+        first["lr_scheduler"]["scheduler"].step()
+    checkpoint = {"lr_schedulers": [first["lr_scheduler"]["scheduler"].state_dict()]}
+    with pytest.warns(UserWarning, match="instead of the checkpoint's"):
+        resume_schedule(checkpoint, optim, 8)
+    again = configure_optimizers(model, optim, 8)
+    again["lr_scheduler"]["scheduler"].load_state_dict(checkpoint["lr_schedulers"][0])
+    fresh = configure_optimizers(model, optim, 8)
+    for _ in range(4):
+        fresh["optimizer"].step()
+        fresh["lr_scheduler"]["scheduler"].step()
+    for run in (again, fresh):   # the next step's LR
+        run["optimizer"].step()
+        run["lr_scheduler"]["scheduler"].step()
+    assert again["lr_scheduler"]["scheduler"].get_last_lr() == fresh["lr_scheduler"]["scheduler"].get_last_lr()
+    assert again["lr_scheduler"]["scheduler"].get_last_lr()[0] > 0.1 * 1e-2 * 1.5   # not at the minimum

@@ -135,6 +135,11 @@ def test_eval_py_on_a_checkpoint(tmp_path):
     metrics = _train(tmp_path / "eval", ["model=mlp2d", f"ckpt_path={ckpt}"], fn=evaluate, config_name="eval")
     assert "val/mse" in metrics and "test/mse" in metrics
     assert json.loads((tmp_path / "eval" / "run.json").read_text())["status"] == "completed"
+    # without a checkpoint a trainable model is refused (it used to score its random init as if it were trained)
+    from akira.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        _train(tmp_path / "eval_none", ["model=mlp2d", "ckpt_path=null"], fn=evaluate, config_name="eval")
 
 
 def test_wandb_offline_run_writes_local_files(tmp_path, monkeypatch):
@@ -146,6 +151,7 @@ def test_wandb_offline_run_writes_local_files(tmp_path, monkeypatch):
     assert runs and list(runs[0].glob("run-*.wandb"))
     run_id = (tmp_path / "wandb_run_id.txt").read_text().strip()
     assert runs[0].name.endswith(run_id)
+    assert (tmp_path / "metrics.csv").is_file()   # the offline CSV log comes with it
 
 
 @pytest.mark.parametrize("args,key", [
@@ -174,6 +180,7 @@ def test_tensorboard_logger_gets_scalars_and_panels(tmp_path):
     _train(tmp_path, ["model=mlp2d", "logger=tensorboard"])
     events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert events
+    assert "train/loss" in (tmp_path / "metrics.csv").read_text()   # the offline CSV log comes with it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(events[0].parent))
@@ -219,6 +226,26 @@ def test_basic_multirun_keeps_going_after_a_failed_job(tmp_path):
     assert "data.grid" in proc.stderr.strip().splitlines()[-1]
     done = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/run.json")]
     assert sorted(done) == ["completed", "config_error"]
+
+
+def test_sigterm_outside_lightning_is_recorded_as_an_interrupt(tmp_path, monkeypatch):
+    """A SIGTERM during setup (outside Lightning's own handlers) used to kill the run with run.json left at
+    "running"; now it is an interrupt, and the previous handler comes back afterwards."""
+    import akira.run as run_module
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stopped_during_setup(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM was not delivered")
+
+    monkeypatch.setattr(run_module, "_build_and_run", stopped_during_setup)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, ["model=mlp2d"])
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["exit_code"] == 130
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_error_caused_by_ctrl_c_is_recorded_as_an_interrupt(tmp_path, monkeypatch):

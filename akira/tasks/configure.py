@@ -34,6 +34,24 @@ def configure_optimizers(model: torch.nn.Module, optim: dict[str, Any], total_st
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"}}
 
 
+def resume_schedule(checkpoint: dict, optim: dict[str, Any], total_steps: int) -> None:
+    """On resume, the run's own schedule settings (`trainer.max_steps`, warmup, min ratio) replace the ones saved
+    in the checkpoint's `LambdaLR` state (which would otherwise win: a run extended to more steps kept its old
+    cosine length and sat at the minimum LR), with a warning when they differ."""
+    from pytorch_lightning.utilities import rank_zero_warn
+
+    want = {"warmup_steps": int(optim.get("warmup_steps", 0)), "total_steps": int(total_steps),
+            "min_lr_ratio": float(optim.get("min_lr_ratio", 0.1))}
+    for sched in checkpoint.get("lr_schedulers", []):
+        for state in sched.get("lr_lambdas", []):
+            if isinstance(state, dict) and "total_steps" in state:
+                old = {k: state.get(k) for k in want}
+                if old != want:
+                    rank_zero_warn(f"resuming with schedule {want} instead of the checkpoint's {old}: the LR "
+                                   f"follows the new one from here on")
+                state.update(want)
+
+
 def clip_gradients(module, optimizer, gradient_clip_val, gradient_clip_algorithm) -> None:
     """Gradient clipping that also works with fused optimizers under bf16/fp32.
 

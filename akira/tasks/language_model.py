@@ -20,7 +20,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from akira.data.text.metrics import NLLSum
-from akira.tasks.configure import clip_gradients, configure_optimizers
+from akira.tasks.configure import clip_gradients, configure_optimizers, resume_schedule
 from akira.tasks.optim import group_norms
 
 
@@ -178,6 +178,9 @@ class LanguageModelTask(pl.LightningModule):
         if dataclasses.is_dataclass(config):
             checkpoint["model_config"] = dataclasses.asdict(config)
             checkpoint["model_class"] = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        resume_schedule(checkpoint, self.optim, self.total_steps)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.model, self.optim, self.total_steps)

@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from akira.tasks.configure import clip_gradients, configure_optimizers
+from akira.tasks.configure import clip_gradients, configure_optimizers, resume_schedule
 
 
 def _copy_last(frames: torch.Tensor) -> torch.Tensor:
@@ -160,6 +160,9 @@ class NextFrameTask(pl.LightningModule):
         past = batch[:1, : self.history]
         pred = self(past).float().clamp(0, 1)
         return past[0, -1].float().cpu(), batch[0, self.history].float().cpu(), pred[0].cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        resume_schedule(checkpoint, self.optim, self.total_steps)
 
     def configure_optimizers(self):
         return configure_optimizers(self.model, self.optim, self.total_steps)
