@@ -476,7 +476,7 @@ def _compare(ctx: Context) -> Job:
 
 # ------------------------------------------------------------------------------------------ compare tables
 HEADLINE = [re.compile(p) for p in (
-    r"^alignment/\w+/\w+/totals/(fraction|null_expected|n_candidates)$",
+    r"^alignment/\w+/\w+/totals/(fraction|null_expected|shuffled_candidates|n_candidates)$",
     r"^alignment/\w+/\w+/bands/\d+/fraction$",
     r"^alignment/\w+/\w+/layers/\d+/(fraction|cka|cka_null)$",
     r"^alignment/\w+/\w+/layers/\d+/procrustes/(heldout|null_heldout)/mean_corr$",
@@ -545,7 +545,7 @@ def write_markdown(path: Path, table: dict, tests: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ entry
-PRINTED = ("totals/fraction", "totals/null_expected", "totals/ratio", "totals/p_value", "summary/trend_mean",
+PRINTED = ("totals/fraction", "totals/null_expected", "totals/shuffled_candidates", "totals/ratio", "totals/p_value", "summary/trend_mean",
            "summary/aq_vs_non_aq_mean", "collapse/layer", "stabilization_step", "low_first/rho",
            "grokking_val_loss/detected", "grokking/detected")
 

@@ -65,6 +65,12 @@ def compare_seeds(stores_a: dict[str, ActivationStore], stores_b: dict[str, Acti
                 corr_ab, corr_bb, live_a, live_b = correlations(torch.diagonal(caa), cbb, cab)
                 mc = max_corr_rotation_null(corr_ab, corr_bb, live_a, live_b, n_rotations,
                                             seed + 1009 * p_i + 101 * s_i + l_i, abs_corr, device)
+                # the whole procedure once more on the sequence-shuffled pairing (A and B independent, every
+                # unit's own distribution kept): the rotation null assumes B's native basis is exchangeable with
+                # rotated ones, which sparse (post-GELU) units break, so this count is the honest control
+                corr_ab0 = correlations(torch.diagonal(caa), cbb, cab0)[0]
+                mc0 = max_corr_rotation_null(corr_ab0, corr_bb, live_a, live_b, n_rotations,
+                                             seed + 1009 * p_i + 101 * s_i + l_i, abs_corr, device)
                 per_band = {}
                 for b in band_ids:
                     idx = torch.as_tensor(np.nonzero(unit_band == b)[0], device=caa.device)
@@ -76,18 +82,21 @@ def compare_seeds(stores_a: dict[str, ActivationStore], stores_b: dict[str, Acti
                                    "procrustes_in_sample_corr": pr["in_sample"]["mean_corr"],
                                    "procrustes_null_corr": pr["null_heldout"]["mean_corr"],
                                    "procrustes_heldout_error": pr["heldout"]["rel_error"]}
-                raw.append({"mc": mc, "live": live_a.cpu().numpy(), "bands": per_band,
+                raw.append({"mc": mc, "mc_shuffled": mc0, "live": live_a.cpu().numpy(), "bands": per_band,
                             "cka": cka_from_cov(caa, cbb, cab), "cka_null": cka_from_cov(caa, cbb, cab0),
                             "procrustes": procrustes_from_moments(fit, ev, None, None, standardize),
                             "rows": int(allm.n)})
             test = aq_test([r["mc"] for r in raw], fdr, null_replicates)
-            layer_out, totals_band = {}, {b: {"n_tested": 0, "n_candidates": 0, "null_expected": 0.0} for b in band_ids}
-            for layer, r, t in zip(layers, raw, test["layers"]):
+            shuffled = aq_test([r["mc_shuffled"] for r in raw], fdr, 0)["layers"]
+            layer_out, totals_band = {}, {b: {"n_tested": 0, "n_candidates": 0, "null_expected": 0.0,
+                                              "shuffled_candidates": 0} for b in band_ids}
+            for layer, r, t, t0 in zip(layers, raw, test["layers"], shuffled):
                 cand, tested = t["candidate"], r["live"]
                 best = r["mc"]["best"]
                 same = (best >= 0) & (unit_band[np.clip(best, 0, None)] == unit_band)
                 frac_b = np.bincount(unit_band, minlength=unit_band.max() + 1) / unit_band.size
                 entry = _band_stats(cand, tested, t["null_candidates"], t["excess"])
+                entry["shuffled_candidates"] = int(t0["candidate"].sum())
                 entry.update({
                     "fdr_bound": fdr * entry["n_candidates"],
                     "mean_observed": float(np.nanmean(r["mc"]["observed"])),
@@ -99,11 +108,13 @@ def compare_seeds(stores_a: dict[str, ActivationStore], stores_b: dict[str, Acti
                 for b in band_ids:
                     m = unit_band == b
                     be = _band_stats(cand[m], tested[m], t["null_candidates"][:, m], t["excess"][m])
+                    be["shuffled_candidates"] = int(t0["candidate"][m].sum())
                     be.update(r["bands"][b])
                     entry["bands"][str(b)] = be
                     totals_band[b]["n_tested"] += be["n_tested"]
                     totals_band[b]["n_candidates"] += be["n_candidates"]
                     totals_band[b]["null_expected"] += be["null_expected"]
+                    totals_band[b]["shuffled_candidates"] += be["shuffled_candidates"]
                 layer_out[str(layer)] = entry
                 neurons[(probe, site, layer)] = {
                     "observed": r["mc"]["observed"], "null_mean": np.nanmean(r["mc"]["null"], 0),
@@ -118,6 +129,7 @@ def compare_seeds(stores_a: dict[str, ActivationStore], stores_b: dict[str, Acti
                 "totals": {"n_tested": n_tested, "n_candidates": n_cand,
                            "fraction": n_cand / n_tested if n_tested else float("nan"),
                            "null_expected": sum(e["null_expected"] for e in layer_out.values()),
+                           "shuffled_candidates": sum(e["shuffled_candidates"] for e in layer_out.values()),
                            "fdr": fdr, "n_rotations": n_rotations}}
     if "random" in stores_a and "text" in stores_a:
         summary["universality"] = universality(neurons, sites, layers, bands, seed)
