@@ -226,6 +226,13 @@ def test_gpu_pool_sweep_failures_and_rerun(tmp_path):
     assert resumed["status"] == "completed" and resumed["resumed_from"] == str(unfinished / "checkpoints" / "last.ckpt")
     assert "ckpt_path=last" in resumed["overrides"]
 
+    # a re-run with a changed setting shared by all jobs (not in the short dir names) is refused: it would have
+    # skipped or resumed runs of the other configuration
+    third = _multirun([a if a != "seed=3" else "seed=4" for a in args])
+    assert third.returncode != 0
+    assert "holds a run with other overrides" in third.stderr and "seed=3" in third.stderr
+    assert json.loads((sweep / "gpu_pool.json").read_text())["jobs"] == jobs2
+
 
 def test_sweep_ablations_is_ten_jobs_named_by_overrides(tmp_path):
     sweep = tmp_path / "study"

@@ -34,6 +34,7 @@ from akira.launch.sweep import (
     hydra_quote,
     is_completed,
     previous_status,
+    read_run_json,
     write_state,
 )
 
@@ -130,6 +131,20 @@ def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[st
     return name
 
 
+def _same_job(job_dir: Path, overrides: Sequence[str]) -> None:
+    """An earlier attempt in `job_dir` must be this job (same overrides, `ckpt_path` aside) before it is skipped
+    as completed or resumed: a short job dir name (`short_subdir`) leaves out the overrides all jobs share, so a
+    re-run with a changed shared setting would otherwise reuse another configuration's results or checkpoint."""
+    info = read_run_json(job_dir)
+    if not info or info.get("overrides") is None:
+        return
+    theirs = sorted(o for o in info["overrides"] if _key(o) != "ckpt_path")
+    mine = sorted(o for o in overrides if _key(o) != "ckpt_path")
+    if theirs != mine:
+        raise ValueError(f"gpu_pool: {job_dir} holds a run with other overrides ({', '.join(theirs)}) than this job "
+                         f"({', '.join(mine)}); use a new hydra.sweep.dir, or move that directory away")
+
+
 def _metrics(job_dir: str | os.PathLike) -> dict | None:
     try:
         return json.loads((Path(job_dir) / "metrics.json").read_text())
@@ -168,6 +183,8 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
                 job_dir = short
             job_cfgs[num] = job_cfg
             prev = previous_status(job_dir)
+            if prev is not None:
+                _same_job(job_dir, overrides)
             skip = opts.skip_completed and is_completed(job_dir)
             resume = opts.resume and prev is not None and not skip
             task = list(overrides)
