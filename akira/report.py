@@ -28,6 +28,7 @@ from typing import Any
 from akira.atomic import atomic_open, atomic_write_bytes
 from akira.launch.gpu_monitor import SAMPLES_FILE
 from akira.launch.utilization import pool_usage
+from akira.runinfo import metrics_csv_files
 
 IGNORED_KEYS = ("seed", "ckpt_path")
 # the final numbers shown first (whichever exist), then cost
@@ -77,7 +78,15 @@ def _key(override: str) -> str:
 
 
 def read_curves(csv_path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:
+    """`{column: [(step, value), ...]}` of a CSV log, with the rows of earlier attempts of the run first
+    (`metrics.part<k>.csv`, see `runinfo.keep_metrics_csv`)."""
     curves: dict[str, list[tuple[float, float]]] = {}
+    for path in metrics_csv_files(csv_path):
+        _read_curve_file(path, curves)
+    return curves
+
+
+def _read_curve_file(csv_path, curves: dict) -> None:
     try:
         with open(csv_path, newline="") as f:
             for row in csv.DictReader(f):
@@ -95,7 +104,6 @@ def read_curves(csv_path: str | os.PathLike) -> dict[str, list[tuple[float, floa
                         curves.setdefault(col, []).append((float(step), v))
     except OSError:
         pass
-    return curves
 
 
 def _tokens_per_step(job_dir: Path) -> float | None:

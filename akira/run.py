@@ -23,7 +23,7 @@ from akira.config import ConfigError
 from akira.config.nodes import target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
-from akira.runinfo import start_info, write_json_atomic
+from akira.runinfo import keep_metrics_csv, start_info, write_json_atomic
 from akira.tasks.optim import param_group_members, param_group_summary
 
 log = logging.getLogger("akira")
@@ -297,6 +297,8 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
     write_info()
 
     callbacks = build_callbacks(cfg)
+    if _is_rank_zero():
+        keep_metrics_csv(output_dir)   # a resumed or re-entered run: the CSV logger would delete the earlier rows
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
     ckpt_path = resolve_ckpt_path(cfg, output_dir)

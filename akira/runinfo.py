@@ -59,3 +59,30 @@ def start_info(root: str | os.PathLike, run_dir: str | os.PathLike, seed: int, o
         "command": [sys.executable, *sys.argv], "overrides": list(overrides), "seed": seed,
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "end_time": None, "exit_code": None,
     }
+
+
+# ---------------------------------------------------------------------------------------- metrics.csv history
+def metrics_csv_files(csv_path: str | os.PathLike) -> list:
+    """A run's CSV logs in order: the earlier attempts' `metrics.part<k>.csv` (k = 1, 2, ...), then
+    `metrics.csv` (the current one). Lightning's CSV logger deletes an existing `metrics.csv` when it starts, so
+    a resumed or re-entered run keeps the earlier rows by `keep_metrics_csv` moving them aside first."""
+    from pathlib import Path
+
+    p = Path(csv_path)
+    parts = sorted(p.parent.glob(f"{p.stem}.part*{p.suffix}"),
+                   key=lambda q: int(q.stem.rsplit(".part", 1)[1]) if q.stem.rsplit(".part", 1)[1].isdigit() else 0)
+    return [*parts, p]
+
+
+def keep_metrics_csv(run_dir: str | os.PathLike) -> None:
+    """Move an existing `<run_dir>/metrics.csv` aside as the next `metrics.part<k>.csv` (before a new CSV logger
+    starts in that directory and would delete it)."""
+    from pathlib import Path
+
+    current = Path(run_dir) / "metrics.csv"
+    if not current.is_file():
+        return
+    k = len(metrics_csv_files(current))      # parts so far + 1
+    while (dest := current.with_name(f"metrics.part{k}.csv")).exists():
+        k += 1
+    os.replace(current, dest)

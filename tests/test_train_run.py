@@ -95,6 +95,14 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
     assert run["resumed_from"].endswith("last.ckpt") and run["global_step"] == 8
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, msg=key)
+    # the training curve keeps the first attempt's rows (Lightning's CSV logger deletes metrics.csv on start)
+    from akira.report import read_curves
+
+    def steps(run):
+        return sorted({s for s, _ in read_curves(run / "metrics.csv")["train/loss"]})
+
+    assert (part / "metrics.part1.csv").is_file()
+    assert steps(straight)[:4] == steps(part)[:4] and len(steps(part)) == len(steps(straight))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

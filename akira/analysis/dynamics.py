@@ -30,18 +30,31 @@ from pathlib import Path
 
 import numpy as np
 
+from akira.runinfo import metrics_csv_files
+
 from .stats import spearman_permutation
 
 BAND_KEY = re.compile(r"^band/(\d+)/(update_ratio|delta_loss)$")
 
 
 def read_metrics_csv(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{column: (steps, values)} of a Lightning CSVLogger `metrics.csv` (empty cells skipped, sorted by step;
-    repeated steps keep the last value)."""
+    """{column: (steps, values)} of a Lightning CSVLogger `metrics.csv`, after the rows of the run's earlier
+    attempts (`metrics.part<k>.csv`, `runinfo.keep_metrics_csv`); empty cells skipped, sorted by step, repeated
+    steps keep the last value."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"run_dir: no metrics.csv at {p}")
     cols: dict[str, dict[float, float]] = {}
+    for part in metrics_csv_files(p):
+        _read_rows(part, cols)
+    out = {}
+    for key, d in cols.items():
+        steps = np.array(sorted(d), dtype=np.float64)
+        out[key] = (steps, np.array([d[s] for s in steps], dtype=np.float64))
+    return out
+
+
+def _read_rows(p: Path, cols: dict) -> None:
     with p.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "step" not in reader.fieldnames:
@@ -58,11 +71,6 @@ def read_metrics_csv(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray
                     cols.setdefault(key, {})[step] = float(value)
                 except ValueError:
                     continue
-    out = {}
-    for key, d in cols.items():
-        steps = np.array(sorted(d), dtype=np.float64)
-        out[key] = (steps, np.array([d[s] for s in steps], dtype=np.float64))
-    return out
 
 
 def bands_in(metrics: dict) -> list[int]:
