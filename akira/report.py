@@ -2,14 +2,15 @@
 plots for any sweep directory of this framework (LM ablations, fields experiments, ...).
 
 A job is a directory with `run.json` (`.hydra/overrides.yaml` as a fallback) below the sweep dir. Its arm is
-its command-line overrides minus `seed`, `ckpt_path`, `hydra.*` and the overrides shared by every job (the
+its command-line overrides minus `seed`, `ckpt_path=last`, `hydra.*` and the overrides shared by every job (the
 task name if nothing differs). Per arm: the final numbers of `metrics.json` as mean ± sample std over the
 arm's finished jobs (n = number of seeds), parameter counts and throughput; from `metrics.csv`: validation
 loss against steps (and tokens for text runs), per-band delta-loss curves (`band/<i>/delta_loss`). For a
 gpu_pool sweep, a "GPU pool" section: wall time against the jobs one after another, each GPU's occupancy and
 its nvidia-smi utilisation (`gpu_samples.csv`, copied next to the report; `gpu_utilization.png`).
 
-`report.csv` is long-form: one row per (arm, metric) with n, mean, std, min, max and the per-job values.
+`report.csv` is long-form: one row per (arm, metric) with n, mean, std, min, max, the per-job values and the
+number of non-finite (diverged) values left out.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from akira.launch.gpu_monitor import SAMPLES_FILE
 from akira.launch.utilization import pool_usage
 from akira.runinfo import metrics_csv_files
 
-IGNORED_KEYS = ("seed", "ckpt_path")
 # the final numbers shown first (whichever exist), then cost
 PRIMARY = ["val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "test/ppl_unigram", "val/mse", "test/mse",
            "test/mse_copy_last", "test/mse_linear", "test/skill", "test/psnr", "test/ssim", "test/rollout_mse_h10",
@@ -157,14 +157,16 @@ def find_jobs(sweep_dir: str | os.PathLike) -> list[Job]:
 
 
 def assign_arms(jobs: Sequence[Job]) -> None:
-    """Arm label = the job's overrides that differ between jobs, minus seed/ckpt_path/hydra.* keys."""
+    """Arm label = the job's overrides that differ between jobs, minus seed, `ckpt_path=last` (a resume) and
+    hydra.* keys; any other `ckpt_path` (another starting point) makes a different arm."""
     def relevant(job: Job) -> dict[str, str]:
         out = {}
         for o in job.overrides:
             k = _key(o)
-            if k in IGNORED_KEYS or k.startswith("hydra.") or k.startswith("hydra/"):
+            v = o.split("=", 1)[1] if "=" in o else ""
+            if k == "seed" or (k == "ckpt_path" and v in ("last", "null", "")) or k.startswith(("hydra.", "hydra/")):
                 continue
-            out[k] = o.split("=", 1)[1] if "=" in o else ""
+            out[k] = v
         return out
 
     per_job = [relevant(j) for j in jobs]
@@ -188,20 +190,47 @@ def arms_of(jobs: Sequence[Job]) -> list[str]:
     return list(dict.fromkeys(j.arm for j in jobs))
 
 
+def _as_number(v: Any) -> float | None:
+    """A metric value as a float (metrics.json writes NaN/inf as strings), or None if it is not a number."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip().lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+        return float(v)
+    return None
+
+
 def summarize(jobs: Sequence[Job]) -> list[dict[str, Any]]:
-    """Long-form rows `{arm, metric, n, mean, std, min, max, values}` over each arm's finished jobs."""
+    """Long-form rows `{arm, metric, n, mean, std, min, max, values, n_nonfinite}` over each arm's finished
+    jobs: the statistics are over the finite values, and `n_nonfinite` counts the jobs whose value was NaN or
+    infinite (a diverged seed), shown in the tables beside them."""
     rows = []
     for arm in arms_of(jobs):
         done = [j for j in jobs if j.arm == arm and j.finished]
-        keys = list(dict.fromkeys(k for j in done for k, v in j.metrics.items()
-                                  if isinstance(v, (int, float)) and not isinstance(v, bool)))
+        keys = list(dict.fromkeys(k for j in done for k, v in j.metrics.items() if _as_number(v) is not None))
         ordered = [k for k in PRIMARY + COST if k in keys] + sorted(k for k in keys if k not in PRIMARY + COST)
         for key in ordered:
-            values = [float(j.metrics[key]) for j in done
-                      if isinstance(j.metrics.get(key), (int, float)) and math.isfinite(float(j.metrics[key]))]
+            numbers = [x for j in done if (x := _as_number(j.metrics.get(key))) is not None]
+            values = [x for x in numbers if math.isfinite(x)]
+            bad = len(numbers) - len(values)
             if values:
-                rows.append({"arm": arm, "metric": key, **_numbers(values), "values": values})
+                rows.append({"arm": arm, "metric": key, **_numbers(values), "values": values, "n_nonfinite": bad})
+            elif bad:
+                rows.append({"arm": arm, "metric": key, "n": 0, "mean": float("nan"), "std": float("nan"),
+                             "min": float("nan"), "max": float("nan"), "values": [], "n_nonfinite": bad})
     return rows
+
+
+def repeated_seeds(jobs: Sequence[Job]) -> dict[str, list]:
+    """Arms in which two finished jobs ran the same seed (so they are not independent seeds): {arm: seeds}."""
+    out = {}
+    for arm in arms_of(jobs):
+        seeds = [str(j.seed) for j in jobs if j.arm == arm and j.finished and j.seed is not None]
+        dup = sorted({s for s in seeds if seeds.count(s) > 1})
+        if dup:
+            out[arm] = dup
+    return out
 
 
 def _fmt(x: float) -> str:
@@ -215,9 +244,9 @@ def _fmt(x: float) -> str:
 def _cell(row: dict | None) -> str:
     if row is None:
         return ""
-    if row["n"] < 2:
-        return _fmt(row["mean"])
-    return f"{_fmt(row['mean'])} ± {_fmt(row['std'])}"
+    text = _fmt(row["mean"]) if row["n"] < 2 else f"{_fmt(row['mean'])} ± {_fmt(row['std'])}"
+    bad = row.get("n_nonfinite", 0)
+    return f"{text} ({bad} non-finite)" if bad else text
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -413,10 +442,11 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
 
     with atomic_open(out / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["arm", "metric", "n", "mean", "std", "min", "max", "values"])
+        writer.writerow(["arm", "metric", "n", "mean", "std", "min", "max", "values", "n_nonfinite"])
         for r in rows:
             writer.writerow([r["arm"], r["metric"], r["n"], repr(r["mean"]), "" if math.isnan(r["std"]) else repr(r["std"]),
-                             repr(r["min"]), repr(r["max"]), ";".join(repr(v) for v in r["values"])])
+                             repr(r["min"]), repr(r["max"]), ";".join(repr(v) for v in r["values"]),
+                             r.get("n_nonfinite", 0)])
     paths["csv"] = out / "report.csv"
 
     plots = {"val_loss": plot_curves(jobs, "val/loss", out / "val_loss_steps.png")}
@@ -443,8 +473,12 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     lines = [f"# Sweep report: {sweep_dir.name}", "",
              f"Sweep dir: `{sweep_dir.resolve()}`  ", f"Jobs: {len(jobs)} ("
              + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + f"), arms: {len(arms)}", "",
-             "Values are mean ± sample std over an arm's finished jobs (n = number of seeds).", "",
-             "## Final metrics", ""]
+             "Values are mean ± sample std over an arm's finished jobs (n = number of seeds); a metric's NaN or "
+             "infinite values (diverged seeds) are left out of it and counted beside it.", ""]
+    for arm, seeds in repeated_seeds(jobs).items():
+        lines += [f"**Warning:** arm `{arm}` has jobs with the same seed ({', '.join(seeds)}): they are not "
+                  "independent seeds, and its ± is not a seed spread.", ""]
+    lines += ["## Final metrics", ""]
     n_of = {arm: sum(1 for j in jobs if j.arm == arm and j.finished) for arm in arms}
     lines += _md_table(["arm", "n", *primary], [[a, n_of[a], *[_cell(by.get((a, k))) for k in primary]] for a in arms])
     if cost:

@@ -74,6 +74,33 @@ def test_report_of_a_synthetic_lm_sweep(tmp_path):
     assert "![band_delta_loss](band_delta_loss.png)" in md
 
 
+def test_report_counts_diverged_seeds_warns_on_repeated_seeds_and_splits_other_checkpoints(tmp_path):
+    """A NaN seed is left out of the mean and counted beside it (it used to vanish, so the diverged arm looked
+    best); two jobs of one arm with the same seed get a warning; a ckpt_path other than `last` is another arm."""
+    sweep = tmp_path / "sweep"
+    _fake_job(sweep, 0, "lm_baseline", 1, 3.0)
+    nan_job = _fake_job(sweep, 1, "lm_baseline", 2, 3.0)
+    metrics = json.loads((nan_job / "metrics.json").read_text())
+    metrics["val/loss"] = "nan"          # as run.py writes a non-finite value
+    (nan_job / "metrics.json").write_text(json.dumps(metrics))
+    _fake_job(sweep, 2, "ablation_full", 1, 2.0)
+    _fake_job(sweep, 3, "ablation_full", 1, 2.4)        # same seed as job 2
+    paths = write_report(sweep)
+    rows = _rows(paths["csv"])
+    assert int(rows[("lm_baseline", "val/loss")]["n"]) == 1 and int(rows[("lm_baseline", "val/loss")]["n_nonfinite"]) == 1
+    md = (sweep / "report.md").read_text()
+    assert "3 (1 non-finite)" in md
+    assert "arm `ablation_full` has jobs with the same seed (1)" in md
+
+    other = tmp_path / "ckpts"
+    for i, ckpt in enumerate(("a.ckpt", "b.ckpt")):
+        d = _fake_job(other, i, "lm_baseline", 42, 1.0 + i)
+        run = json.loads((d / "run.json").read_text())
+        run["overrides"] = [o if not o.startswith("ckpt_path=") else f"ckpt_path={ckpt}" for o in run["overrides"]]
+        (d / "run.json").write_text(json.dumps(run))
+    assert sorted({j.arm for j in find_jobs(other)}) == ["ckpt_path=a.ckpt", "ckpt_path=b.ckpt"]
+
+
 def test_report_without_band_or_token_data_skips_those_plots(tmp_path):
     sweep = tmp_path / "s"
     d = _fake_job(sweep, 0, "lm_baseline", 1, 3.0)

@@ -131,15 +131,20 @@ def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[st
     return name
 
 
+# may differ between attempts of one job: the resume itself and how long to train (extending a run)
+_RESUMABLE_CHANGES = ("ckpt_path", "trainer.max_steps", "trainer.max_epochs", "trainer.max_time")
+
+
 def _same_job(job_dir: Path, overrides: Sequence[str]) -> None:
-    """An earlier attempt in `job_dir` must be this job (same overrides, `ckpt_path` aside) before it is skipped
-    as completed or resumed: a short job dir name (`short_subdir`) leaves out the overrides all jobs share, so a
-    re-run with a changed shared setting would otherwise reuse another configuration's results or checkpoint."""
+    """An earlier attempt in `job_dir` must be this job (same overrides, `_RESUMABLE_CHANGES` aside) before it
+    is skipped as completed or resumed: a short job dir name (`short_subdir`) leaves out the overrides all jobs
+    share, so a re-run with a changed shared setting would otherwise reuse another configuration's results or
+    checkpoint."""
     info = read_run_json(job_dir)
     if not info or info.get("overrides") is None:
         return
-    theirs = sorted(o for o in info["overrides"] if _key(o) != "ckpt_path")
-    mine = sorted(o for o in overrides if _key(o) != "ckpt_path")
+    theirs = sorted(o for o in info["overrides"] if _key(o) not in _RESUMABLE_CHANGES)
+    mine = sorted(o for o in overrides if _key(o) not in _RESUMABLE_CHANGES)
     if theirs != mine:
         raise ValueError(f"gpu_pool: {job_dir} holds a run with other overrides ({', '.join(theirs)}) than this job "
                          f"({', '.join(mine)}); use a new hydra.sweep.dir, or move that directory away")
