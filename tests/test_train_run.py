@@ -105,6 +105,18 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path):
     assert steps(straight)[:4] == steps(part)[:4] and len(steps(part)) == len(steps(straight))
 
 
+def test_a_resume_that_trains_nothing_keeps_the_earlier_numbers(tmp_path):
+    """Resuming a run that already reached max_steps (a requeue after the last step) trains and validates
+    nothing; its metrics.json used to lose the validation and training numbers."""
+    common = ["model=mlp2d", "trainer.max_steps=4", "trainer.val_check_interval=2", "test=false"]
+    first = _train(tmp_path, common)
+    again = _train(tmp_path, common + ["ckpt_path=last"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("val/mse", "train/loss"):
+        assert key in first and saved[key] == pytest.approx(first[key]), key
+    assert again is not None and saved["train_seconds"] >= first["train_seconds"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_resume_after_kill_continues_from_the_saved_step(tmp_path, sig):
     """SIGKILL (nothing runs) or SIGTERM (Lightning stops at the next step: run.json says interrupted, exit 130)."""

@@ -53,7 +53,9 @@ def format_error(exc: BaseException) -> str:
 
         keys = [a.split("=", 1)[0] for a in sys.argv[1:] if "=" in a and "." in a.split("=", 1)[0]
                 and not a.startswith(("hydra", "+", "~"))]
-        return (f"cannot set {', '.join(repr(k) for k in keys) or 'an override'}: a parent node is null in this "
-                "config (e.g. logger.wandb.* needs logger=wandb); select the group option that defines it first")
+        which = (f"{keys[0]!r}" if len(keys) == 1 else f"one of {', '.join(repr(k) for k in keys)}") if keys \
+            else "an override"
+        return (f"cannot set {which}: a parent node is null in this config (Hydra does not say which; e.g. "
+                "logger.wandb.* needs logger=wandb); select the group option that defines it first")
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
