@@ -180,6 +180,8 @@ def test_wandb_offline_run_writes_local_files(tmp_path, monkeypatch):
     (["data.horizon=3"], "data.horizon"),
     (["model=mlp2d", "data.batch_size=0"], "data.batch_size"),
     (["ckpt_path=/nonexistent/x.ckpt"], "ckpt_path"),
+    (["trainer.precision=17"], "trainer.precision"),        # these two used to end as "run failed", exit 1
+    (["trainer.devices=0"], "trainer.devices"),
 ])
 def test_bad_input_exits_nonzero_naming_the_key(tmp_path, args, key):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={tmp_path}"],

@@ -14,6 +14,21 @@ def _at_least(cfg: DictConfig, key: str, minimum: int) -> None:
         raise ConfigError(key, f"must be >= {minimum} (got {value})")
 
 
+def _check_precision_and_devices(cfg: DictConfig) -> None:
+    """trainer.precision and trainer.devices: the values Lightning accepts, checked before anything is built."""
+    import typing
+
+    from pytorch_lightning.trainer.connectors.accelerator_connector import _PRECISION_INPUT
+
+    allowed = [str(v) for lit in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(lit)]
+    precision = OmegaConf.select(cfg, "trainer.precision")
+    if precision is not None and str(precision) not in allowed:
+        raise ConfigError("trainer.precision", f"must be one of {', '.join(dict.fromkeys(allowed))}, got {precision!r}")
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+        raise ConfigError("trainer.devices", f"must be >= 1, -1 (all), 'auto' or a list of ids, got {devices}")
+
+
 def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
     """Checks on the composed config before anything heavy is built (`model_choice`: the model= option)."""
     required = cfg.get("requires_model")
@@ -29,6 +44,7 @@ def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
     _at_least(cfg, "trainer.max_steps", -1)
     _at_least(cfg, "data.batch_size", 1)
     _at_least(cfg, "optim.warmup_steps", 0)
+    _check_precision_and_devices(cfg)
     warmup, max_steps = OmegaConf.select(cfg, "optim.warmup_steps"), OmegaConf.select(cfg, "trainer.max_steps")
     if OmegaConf.select(cfg, "optim.schedule") == "cosine" and max_steps is not None and max_steps < 1:
         raise ConfigError("trainer.max_steps", f"must be >= 1 for the cosine schedule (its length), got {max_steps}")
