@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 from akira.atomic import atomic_open, atomic_write_bytes
 from akira.launch.gpu_monitor import SAMPLES_FILE
 from akira.launch.utilization import pool_usage
-from akira.runinfo import metrics_csv_files
+from akira.runinfo import metrics_csv_files, read_json_dict
 
 # the final numbers shown first (whichever exist), then cost
 PRIMARY = ["val/loss", "val/ppl", "test/loss", "test/ppl", "test/word_ppl", "test/ppl_unigram", "val/mse", "test/mse",
@@ -65,14 +64,6 @@ class Job:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -129,7 +120,7 @@ def find_jobs(sweep_dir: str | os.PathLike) -> list[Job]:
     dirs = {d for d in dirs if "wandb" not in d.relative_to(root).parts}
     jobs = []
     for d in dirs:
-        run = _json(d / "run.json") or {}
+        run = read_json_dict(d / "run.json") or {}
         overrides = run.get("overrides")
         if overrides is None:
             try:
@@ -138,7 +129,7 @@ def find_jobs(sweep_dir: str | os.PathLike) -> list[Job]:
                 overrides = list(OmegaConf.load(d / ".hydra" / "overrides.yaml"))
             except Exception:  # noqa: BLE001
                 overrides = []
-        metrics = _json(d / "metrics.json") or {}
+        metrics = read_json_dict(d / "metrics.json") or {}
         seed = run.get("seed")
         if seed is None:
             seed = next((o.split("=", 1)[1] for o in overrides if _key(o) == "seed"), None)

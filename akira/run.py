@@ -2,7 +2,6 @@
 `run.json` and `metrics.json` into the run directory (DESIGN §3)."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ from akira.config import ConfigError
 from akira.config.nodes import target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
-from akira.runinfo import keep_metrics_csv, start_info, write_json_atomic
+from akira.runinfo import keep_metrics_csv, read_json_dict, start_info, write_json_atomic
 from akira.tasks.optim import param_group_members, param_group_summary
 
 log = logging.getLogger("akira")
@@ -284,15 +283,6 @@ def _model_choice() -> str | None:
         return None
 
 
-def _earlier_metrics(output_dir: Path) -> dict[str, Any]:
-    """metrics.json of an earlier attempt in this run dir ({} if none or unreadable)."""
-    try:
-        old = json.loads((output_dir / "metrics.json").read_text())
-        return old if isinstance(old, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, write_info) -> dict[str, Any]:
     validate_config(cfg, model_choice=_model_choice())
     pl.seed_everything(cfg.seed, workers=True)
@@ -349,8 +339,8 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
     metrics.update({"params_total": params["total"], "params_non_embedding": params["non_embedding"],
                     "train_seconds": train_seconds})
     if ckpt_path is not None and fit:   # a resumed run keeps what earlier attempts measured and this one did not
-        metrics = {**_earlier_metrics(output_dir), **metrics}   # (a resume at max_steps trains and validates nothing)
-        metrics["train_seconds"] = train_seconds + float(_earlier_metrics(output_dir).get("train_seconds", 0.0))
+        earlier = read_json_dict(output_dir / "metrics.json") or {}   # (a resume at max_steps trains nothing)
+        metrics = {**earlier, **metrics, "train_seconds": train_seconds + float(earlier.get("train_seconds", 0.0))}
     if trainer.is_global_zero:
         write_json_atomic(output_dir / "metrics.json", metrics)
         print_table(metrics)

@@ -1,12 +1,14 @@
 """`run.json` contents (provenance of a run) and atomic JSON writes."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from akira.atomic import atomic_write_json
@@ -15,6 +17,15 @@ from akira.atomic import atomic_write_json
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file, fsync, os.replace)."""
     atomic_write_json(path, obj, indent=2)
+
+
+def read_json_dict(path: str | os.PathLike) -> dict | None:
+    """A JSON object file (run.json, metrics.json), or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def git_info(root: str | os.PathLike) -> dict[str, Any]:
@@ -62,23 +73,22 @@ def start_info(root: str | os.PathLike, run_dir: str | os.PathLike, seed: int, o
 
 
 # ---------------------------------------------------------------------------------------- metrics.csv history
-def metrics_csv_files(csv_path: str | os.PathLike) -> list:
+def metrics_csv_files(csv_path: str | os.PathLike) -> list[Path]:
     """A run's CSV logs in order: the earlier attempts' `metrics.part<k>.csv` (k = 1, 2, ...), then
     `metrics.csv` (the current one). Lightning's CSV logger deletes an existing `metrics.csv` when it starts, so
     a resumed or re-entered run keeps the earlier rows by `keep_metrics_csv` moving them aside first."""
-    from pathlib import Path
-
     p = Path(csv_path)
-    parts = sorted(p.parent.glob(f"{p.stem}.part*{p.suffix}"),
-                   key=lambda q: int(q.stem.rsplit(".part", 1)[1]) if q.stem.rsplit(".part", 1)[1].isdigit() else 0)
-    return [*parts, p]
+
+    def number(part: Path) -> int:
+        k = part.stem.rsplit(".part", 1)[1]
+        return int(k) if k.isdigit() else 0
+
+    return [*sorted(p.parent.glob(f"{p.stem}.part*{p.suffix}"), key=number), p]
 
 
 def keep_metrics_csv(run_dir: str | os.PathLike) -> None:
     """Move an existing `<run_dir>/metrics.csv` aside as the next `metrics.part<k>.csv` (before a new CSV logger
     starts in that directory and would delete it)."""
-    from pathlib import Path
-
     current = Path(run_dir) / "metrics.csv"
     if not current.is_file():
         return

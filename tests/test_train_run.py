@@ -253,8 +253,6 @@ def test_basic_multirun_keeps_going_after_a_failed_job(tmp_path):
 def test_sigterm_outside_lightning_is_recorded_as_an_interrupt(tmp_path, monkeypatch):
     """A SIGTERM during setup (outside Lightning's own handlers) used to kill the run with run.json left at
     "running"; now it is an interrupt, and the previous handler comes back afterwards."""
-    import akira.run as run_module
-
     before = signal.getsignal(signal.SIGTERM)
 
     def stopped_during_setup(*args, **kwargs):
@@ -262,12 +260,20 @@ def test_sigterm_outside_lightning_is_recorded_as_an_interrupt(tmp_path, monkeyp
         time.sleep(5)
         raise AssertionError("SIGTERM was not delivered")
 
-    monkeypatch.setattr(run_module, "_build_and_run", stopped_during_setup)
+    _assert_run_interrupted(tmp_path, monkeypatch, stopped_during_setup)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _assert_run_interrupted(tmp_path, monkeypatch, build_and_run) -> None:
+    """Train with `akira.run._build_and_run` replaced by `build_and_run`: the run must end as an interrupt
+    (KeyboardInterrupt raised, run.json status interrupted, exit code 130)."""
+    import akira.run as run_module
+
+    monkeypatch.setattr(run_module, "_build_and_run", build_and_run)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, ["model=mlp2d"])
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["status"] == "interrupted" and run["exit_code"] == 130
-    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_error_caused_by_ctrl_c_is_recorded_as_an_interrupt(tmp_path, monkeypatch):
@@ -282,11 +288,7 @@ def test_an_error_caused_by_ctrl_c_is_recorded_as_an_interrupt(tmp_path, monkeyp
             raise RuntimeError("PytorchStreamWriter failed writing file data") from None
         raise AssertionError("SIGINT was not delivered")
 
-    monkeypatch.setattr(run_module, "_build_and_run", interrupted_mid_write)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path, ["model=mlp2d"])
-    run = json.loads((tmp_path / "run.json").read_text())
-    assert run["status"] == "interrupted" and run["exit_code"] == 130
+    _assert_run_interrupted(tmp_path, monkeypatch, interrupted_mid_write)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
 
     def plain_failure(*args, **kwargs):

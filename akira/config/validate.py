@@ -46,12 +46,12 @@ def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
     _at_least(cfg, "optim.warmup_steps", 0)
     _check_precision_and_devices(cfg)
     warmup, max_steps = OmegaConf.select(cfg, "optim.warmup_steps"), OmegaConf.select(cfg, "trainer.max_steps")
-    if OmegaConf.select(cfg, "optim.schedule") == "cosine" and max_steps is not None and max_steps < 1:
-        raise ConfigError("trainer.max_steps", f"must be >= 1 for the cosine schedule (its length), got {max_steps}")
-    if (OmegaConf.select(cfg, "optim.schedule") == "cosine" and warmup is not None and max_steps is not None
-            and max_steps > 0 and warmup > max_steps):
-        raise ConfigError("optim.warmup_steps", f"must be <= trainer.max_steps = {max_steps} for the cosine "
-                          f"schedule (got {warmup})")
+    if OmegaConf.select(cfg, "optim.schedule") == "cosine" and max_steps is not None:
+        if max_steps < 1:
+            raise ConfigError("trainer.max_steps", f"must be >= 1 for the cosine schedule (its length), got {max_steps}")
+        if warmup is not None and warmup > max_steps:
+            raise ConfigError("optim.warmup_steps", f"must be <= trainer.max_steps = {max_steps} for the cosine "
+                              f"schedule (got {warmup})")
     if cfg.data.kind == "fields":
         _at_least(cfg, "data.grid", 8)
         _at_least(cfg, "data.history", 2)

@@ -7,7 +7,6 @@ failure, which Hydra's sweeper raises after all jobs ended, so `train.py -m` exi
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -37,6 +36,7 @@ from akira.launch.sweep import (
     read_run_json,
     write_state,
 )
+from akira.runinfo import read_json_dict
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +150,6 @@ def _same_job(job_dir: Path, overrides: Sequence[str]) -> None:
                          f"({', '.join(mine)}); use a new hydra.sweep.dir, or move that directory away")
 
 
-def _metrics(job_dir: str | os.PathLike) -> dict | None:
-    try:
-        return json.loads((Path(job_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _failure_summary(results: Sequence[JobResult], log_name: str) -> str:
     failed = [r for r in results if not r.ok]
     parts = [f"#{r.num} {Path(r.job_dir).name} ({r.status}" + (f", exit {r.returncode}" if r.returncode is not None
@@ -254,7 +247,7 @@ def _job_return(result: JobResult, job_cfg: DictConfig, failure: Exception | Non
                     task_name=str(job_cfg.get("task_name", "")))
     if result.ok:
         ret.status = JobStatus.COMPLETED
-        ret.return_value = _metrics(result.job_dir)
+        ret.return_value = read_json_dict(Path(result.job_dir) / "metrics.json")
     else:
         ret.status = JobStatus.FAILED
         ret.return_value = failure

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from akira.launch.runner import JobResult
+from akira.runinfo import read_json_dict
 
 STATE_FILE = "gpu_pool.json"
 DRY_RUN_FILE = "gpu_pool.dry_run.json"  # the plan of `hydra.launcher.dry_run=true` (never touches STATE_FILE)
@@ -26,11 +27,7 @@ def sweep_name(sweep_dir: str | os.PathLike) -> str:
 
 
 def read_run_json(job_dir: str | os.PathLike) -> dict | None:
-    path = Path(job_dir) / "run.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json_dict(Path(job_dir) / "run.json")
 
 
 def previous_status(job_dir: str | os.PathLike) -> str | None:

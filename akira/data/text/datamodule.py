@@ -290,9 +290,9 @@ class TextDataModule(pl.LightningDataModule):
         batch_size), so a resume with other values would silently see other data than the interrupted run
         would have: refused, naming the key."""
         _int("state_dict['train_step']", state_dict["train_step"], 0)
-        for key in ("seed", "sampling", "seq_len", "batch_size"):
-            if key in state_dict and state_dict[key] != getattr(self, key):
-                raise ValueError(f"data.{key}={getattr(self, key)!r}: the checkpoint being resumed was trained with "
+        for key, value in self.state_dict().items():
+            if key != "train_step" and key in state_dict and state_dict[key] != value:
+                raise ValueError(f"data.{key}={value!r}: the checkpoint being resumed was trained with "
                                  f"{state_dict[key]!r}, and its batch order depends on it; resume with the same value "
                                  f"(or start a new run)")
         self._train_step = int(state_dict["train_step"])
