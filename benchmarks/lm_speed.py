@@ -269,23 +269,14 @@ def _fused_config(**over) -> dict:
 
 
 _FUSED_DEFAULT = dict(band_mlp_kernel.CONFIG)
-# Triton launch configurations of the fused band MLP tried by --micro (part "fused"). Measured on an H200
-# (2026-12-02, results/2026-12-02/lm_micro_h200_fused_mlp_v2.json, _v3.json): 128-token blocks, 128-unit hidden
-# tiles, 8 warps in the dW kernel, dW splits for ~2 programs per SM and a dW path through cuBLAS (dx kernel storing
-# dpre and gelu(pre)) were all slower and are gone. Since then the bands of one padded width share a launch and
-# the dW kernel has its own tile settings (dw_*); these are the variations around the default (the first; the
-# last three not yet measured with the second version).
+# Launch configurations of the fused band MLP compared by --micro (part "fused"): the default (the per-width TUNED
+# settings where measured), the flat CONFIG settings for every width, one launch per band. Single kernels in
+# many settings are timed by benchmarks/band_mlp_tune.py (which replaced the longer list here; the settings it
+# replaced are in RESULTS.md: 128-token blocks, 128-unit hidden tiles, 8 warps in the dW kernel, more dW splits).
 FUSED_MLP_CONFIGS = [
     _fused_config(),
+    _fused_config(tuned=0),
     _fused_config(grouped=0),
-    _fused_config(block_m=128, warps=8),
-    _fused_config(dw_block_m=128, dw_warps=8),
-    _fused_config(block_m=128, warps=8, dw_block_m=128, dw_warps=8),
-    _fused_config(stages=3, dw_stages=3),
-    _fused_config(dw_splits=16),
-    _fused_config(block_h=64),
-    _fused_config(dw_block_h=64, dw_warps=8),      # 8 warps in dW was slower before W2 was read transposed
-    _fused_config(dw_block_m=128, dw_block_h=64, dw_warps=8),
 ]
 
 
@@ -417,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
     p.add_argument("--fused-config", default="",
                    help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'block_h=64,stages=2'")
+    p.add_argument("--fused-tuned", default=None,
+                   help="JSON written by benchmarks/band_mlp_tune.py: its per-width settings replace "
+                        "band_mlp_kernel.TUNED")
     p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
                    help="model.wormhole_attention of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
@@ -434,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         if key not in band_mlp_kernel.CONFIG:
             p.error(f"--fused-config: unknown key {key!r}; keys: {sorted(band_mlp_kernel.CONFIG)}")
         band_mlp_kernel.CONFIG[key] = int(value)
+    if args.fused_tuned:
+        tuned = json.loads(Path(args.fused_tuned).read_text())["matched"]["tuned"]
+        band_mlp_kernel.TUNED.clear()
+        band_mlp_kernel.TUNED.update({int(bd): cfg for bd, cfg in tuned.items()})
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.batch = args.batch or (64 if args.preset == "full" else 4)
     args.seq = args.seq or (512 if args.preset == "full" else 32)
@@ -451,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             "compile": args.compile, "compile_mode": args.compile_mode, "steps": args.steps, "warmup": args.warmup, "dropout": args.dropout,
             "bias": args.bias, "tied_head": args.tie, "clip": args.clip,
             "fused_mlp_config": dict(band_mlp_kernel.CONFIG) if band_mlp_kernel.available() else None,
+            "fused_mlp_tuned": dict(band_mlp_kernel.TUNED) if band_mlp_kernel.available() else None,
             "peak_flops": peak_flops(dev_name, args.dtype) if device.type == "cuda" else None}
     print(f"# LM training throughput on {dev_name}, torch {torch.__version__}, {args.preset} preset, batch "
           f"{args.batch} x seq {args.seq}, {args.dtype}, compile={args.compile}, {args.warmup}+{args.steps} steps",

@@ -107,6 +107,7 @@ def _dropout_reference(mlp: BandMLP, x: torch.Tensor, seed: torch.Tensor, p: flo
 def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching_gradients(monkeypatch):
     """Hidden dropout inside the kernel: the rate is p, the mask depends only on the seed, and the backward
     kernels regenerate the forward's mask (gradients equal autograd through the masked loop)."""
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "tuned", 0)  # the tile sizes below are the ones launched
     torch.manual_seed(0)
     widths, hidden, p = (16, 8), (40, 24), 0.3
     mlp = BandMLP(widths, hidden, dropout=0.0, impl="fused").to(DEVICE)
@@ -121,7 +122,8 @@ def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching
         mp.setitem(band_mlp_kernel.CONFIG, "block_h", 16)
         assert torch.equal(keep, _kernel_mask(2000, 64, seed, 0, p))
     y1 = band_mlp_kernel.band_mlp(x, *args, seed, p)
-    # the dW kernel tiles the hidden units differently from the forward and dx kernels: its mask must still agree
+    # the three kernels tile the hidden units differently (32, 64, 16 units): their masks must still agree
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dx_block_h", 64)
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_block_h", 16)
     assert torch.equal(y1, band_mlp_kernel.band_mlp(x, *args, seed, p))          # same seed, same mask
     assert not torch.allclose(y1, band_mlp_kernel.band_mlp(x, *args, seed + 1, p))
@@ -172,10 +174,26 @@ def test_opcheck_fake_and_autograd_registrations(bias):
     w1 = [torch.randn(h, d, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
     w2 = [torch.randn(d, h, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
     b1 = [torch.randn(h, device=DEVICE, requires_grad=True) for h in hidden] if bias else []
-    b2 = [torch.randn(d, device=DEVICE, requires_grad=True) for d in widths] if bias else []
+    dims = [n for d, h in zip(widths, hidden) for n in (d, h)]
+    w1f = torch.cat([w.reshape(-1) for w in w1]).detach().requires_grad_()
+    w2tf = torch.cat([w.t().reshape(-1) for w in w2]).detach().requires_grad_()
+    b1f = torch.cat(b1).detach().requires_grad_() if bias else None
     for seed, p in ((None, 0.0), (torch.tensor([7], device=DEVICE), 0.2)):
-        torch.library.opcheck(torch.ops.akira.band_mlp.default, (x, w1, b1, w2, b2, seed, p))
+        torch.library.opcheck(torch.ops.akira.band_mlp_packed.default, (x, w1f, b1f, w2tf, seed, p, dims))
         dy = torch.randn(7, 24, device=DEVICE)
-        torch.library.opcheck(torch.ops.akira.band_mlp_backward.default,
-                              (dy, x.detach(), [w.detach() for w in w1], [b.detach() for b in b1],
-                               [w.detach() for w in w2], seed, p))
+        torch.library.opcheck(torch.ops.akira.band_mlp_packed_backward.default,
+                              (dy, x.detach(), w1f.detach(), None if b1f is None else b1f.detach(),
+                               w2tf.detach(), seed, p, dims))
+
+
+def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypatch):
+    """Per padded width, TUNED's measured settings replace CONFIG's (per kernel); tuned=0 turns the table off."""
+    cfg = band_mlp_kernel.CONFIG
+    monkeypatch.setattr(band_mlp_kernel, "TUNED", {128: {"dw_block_h": 64, "block_m": 128}})
+    assert band_mlp_kernel.launch_config("dw", 128) == {"block_m": cfg["dw_block_m"], "block_h": 64,
+                                                        "warps": cfg["dw_warps"], "stages": cfg["dw_stages"]}
+    assert band_mlp_kernel.launch_config("fwd", 128)["block_m"] == 128
+    assert band_mlp_kernel.launch_config("dx", 128)["block_m"] == cfg["dx_block_m"]
+    assert band_mlp_kernel.launch_config("dw", 64)["block_h"] == cfg["dw_block_h"]
+    monkeypatch.setitem(cfg, "tuned", 0)
+    assert band_mlp_kernel.launch_config("dw", 128)["block_h"] == cfg["dw_block_h"]

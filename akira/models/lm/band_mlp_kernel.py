@@ -1,5 +1,5 @@
 """Fused per-band MLP (Triton): ``y[:, band i] = W2_i gelu(W1_i x[:, band i] + b1_i) + b2_i`` for all bands, with
-the hidden units kept on chip (`akira::band_mlp`, forward and backward).
+the hidden units kept on chip (`band_mlp` around the op `akira::band_mlp_packed`, forward and backward).
 
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
@@ -14,7 +14,8 @@ layer (e~24, 32k tokens): forward 0.8 ms, dx 1.1, dW 1.8. Here:
   ``acc += gelu(x W1_tile^T + b1_tile) W2_tile^T``; nothing of size hidden is written.
 - backward, like flash attention's: recompute ``pre = x W1^T + b1`` tile by tile; one kernel gives ``dx``
   (programs over token blocks), one gives ``dW1, db1, dW2`` (programs over (band, hidden tile) x token splits,
-  per-split partials summed afterwards: deterministic, no atomics); ``db2 = sum(dy)`` in torch.
+  per-split partials summed afterwards: deterministic, no atomics); b2 is added (and its gradient formed) in
+  torch, as are the packing of the weights and the split of their packed gradients (`band_mlp`).
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
   seed tensor and each (band, token, hidden unit), one Philox call per four units, regenerated in the backward
   kernels, so no mask is stored (the mask does not depend on the tiling: tested).
@@ -29,12 +30,23 @@ import torch
 from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 # Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several): one launch per
-# padded band width (grouped=1) or per band (0), token block, hidden tile, warps and pipeline stages of the forward
-# and dx kernels, the same (dw_*) of the dW kernel, and its token splits (per-split partials summed afterwards).
-# The default is the fastest measured at the params-matched expansion on an H200 (benchmarks/RESULTS.md); 2 or 3
-# pipeline stages gave the same whole training step (53.9 vs 54.0 ms).
-CONFIG = {"grouped": 1, "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
-          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2, "dw_splits": 8}
+# padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
+# afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
+# With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
+# measured for that width by `lm_speed.py --micro --micro-parts tune`; empty until measured).
+CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
+          "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
+          "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
+          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
+TUNED: dict[int, dict[str, int]] = {}
+KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}
+
+
+def launch_config(kernel: str, bd: int) -> dict[str, int]:
+    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd."""
+    cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] else CONFIG
+    pre = KERNELS[kernel]
+    return {k: cfg[pre + k] for k in ("block_m", "block_h", "warps", "stages")}
 
 
 if triton is not None:
@@ -98,7 +110,7 @@ if triton is not None:
         return pre
 
     @triton.jit
-    def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2t_ptr, b2_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, N, D,
+    def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, N, D,
                     HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
                     BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
@@ -113,9 +125,6 @@ if triton is not None:
             if DROP:
                 act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
             acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
-        if HAS_BIAS:
-            cols = tl.arange(0, BD)
-            acc += tl.load(b2_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
@@ -181,33 +190,29 @@ if triton is not None:
 _TABLES: dict = {}
 
 
-def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, dw_bh: int,
-                   grouped: bool = True) -> list[dict]:
+def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, grouped: bool = True) -> list[dict]:
     """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
-    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
-    band table (int32 (n, 6): band, col0, d, h, woff, hoff; see `_band`) and the dW kernel's work list (int32
-    (tiles, 2): table row, hidden tile of dw_bh units). ``dims``: (d, h) per band. ``grouped=False``: one launch
-    per band (`CONFIG["grouped"]`, for comparison). Cached per device."""
-    key = (dims, str(device), dw_bh, grouped)
+    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, n
+    bands, their table (int32 (n, 6): band, col0, d, h, woff, hoff; see `_band`) and a cache for `_work`.
+    ``dims``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for comparison).
+    Cached per device."""
+    key = (dims, str(device), grouped)
     if key not in _TABLES:
         rows, col0, woff, hoff = {}, 0, 0, 0
         for band, (d, h) in enumerate(dims):
             rows.setdefault(pow2(d) if grouped else band, []).append((band, col0, d, h, woff, hoff))
             col0, woff, hoff = col0 + d, woff + d * h, hoff + h
-        groups = []
-        for tab in rows.values():
-            bd = pow2(tab[0][2])
-            work = [(slot, t) for slot, (*_, h, _, _) in enumerate(tab) for t in range(triton.cdiv(h, dw_bh))]
-            groups.append({"BD": bd, "n": len(tab), "table": torch.tensor(tab, dtype=torch.int32, device=device),
-                           "work": torch.tensor(work, dtype=torch.int32, device=device), "n_work": len(work)})
-        _TABLES[key] = groups
+        _TABLES[key] = [{"BD": pow2(tab[0][2]), "n": len(tab), "rows": tab, "work": {},
+                         "table": torch.tensor(tab, dtype=torch.int32, device=device)} for tab in rows.values()]
     return _TABLES[key]
 
 
-def _packed(ws: list[torch.Tensor], transpose: bool = False) -> torch.Tensor:
-    """The bands' tensors (transposed: W2 (d, h) -> W2^T (h, d)) flattened into one; the kernels index it by the
-    band table's offsets."""
-    return torch.cat([(w.t() if transpose else w).reshape(-1) for w in ws])
+def _work(group: dict, bh: int) -> torch.Tensor:
+    """The dW kernel's work list for hidden tiles of bh units: int32 (tiles, 2) = (table row, hidden tile)."""
+    if bh not in group["work"]:
+        work = [(slot, t) for slot, (*_, h, _, _) in enumerate(group["rows"]) for t in range(triton.cdiv(h, bh))]
+        group["work"][bh] = torch.tensor(work, dtype=torch.int32, device=group["table"].device)
+    return group["work"][bh]
 
 
 def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torch.Tensor:
@@ -218,104 +223,121 @@ def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torc
 
 
 def _meta(x: torch.Tensor, dims: tuple[tuple[int, int], ...], bd: int, has_bias: bool, p_drop: float,
-          dw: bool = False) -> dict:
-    pre = "dw_" if dw else ""
-    return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": bd, "BH": CONFIG[pre + "block_h"],
-            "ALIGN": all(d % 16 == 0 for d, _ in dims),
-            "BM": CONFIG[pre + "block_m"], "PREC": dot_precision(x), "num_warps": CONFIG[pre + "warps"],
-            "num_stages": CONFIG[pre + "stages"]}
+          cfg: dict[str, int]) -> dict:
+    return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": bd, "BH": cfg["block_h"], "BM": cfg["block_m"],
+            "ALIGN": all(d % 16 == 0 for d, _ in dims), "PREC": dot_precision(x), "num_warps": cfg["warps"],
+            "num_stages": cfg["stages"]}
 
 
-def _dims(w1: list[torch.Tensor]) -> tuple[tuple[int, int], ...]:
-    return tuple((w.shape[1], w.shape[0]) for w in w1)
+def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
+    """[d0, h0, d1, h1, ...] -> ((d0, h0), (d1, h1), ...)."""
+    return tuple(zip(dims[0::2], dims[1::2]))
 
 
-@torch.library.custom_op("akira::band_mlp", mutates_args=())
+def launch_fwd(g: dict, x, w1f, b1f, w2tf, y, seed, p_drop: float, pairs, cfg: dict[str, int]) -> None:
+    """The forward kernel for launch group g: writes g's band columns of y (N, D)."""
+    n, dim = x.shape
+    _fwd_kernel[(triton.cdiv(n, cfg["block_m"]), g["n"])](
+        x, w1f, b1f if b1f is not None else w1f, w2tf, y, seed, g["table"], p_drop, n, dim,
+        **_meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg))
+
+
+def launch_dx(g: dict, x, dy, w1f, b1f, w2tf, dx, seed, p_drop: float, pairs, cfg: dict[str, int]) -> None:
+    """The dx kernel for launch group g: writes g's band columns of dx (N, D)."""
+    n, dim = x.shape
+    _dx_kernel[(triton.cdiv(n, cfg["block_m"]), g["n"])](
+        x, dy, w1f, b1f if b1f is not None else w1f, w2tf, dx, seed, g["table"], p_drop, n, dim,
+        **_meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg))
+
+
+def launch_dw(g: dict, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop: float, pairs,
+              cfg: dict[str, int]) -> None:
+    """The dW kernel for launch group g: writes g's bands' entries of the per-split partial sums p_w1, p_w2t
+    (splits, sum d*h) and p_b1 (splits, sum h)."""
+    n, dim = x.shape
+    splits, bm = p_w1.shape[0], cfg["block_m"]
+    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bm) * bm
+    work = _work(g, cfg["block_h"])
+    meta = _meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg)
+    _dw_kernel[(work.shape[0], splits)](
+        x, dy, w1f, b1f if b1f is not None else w1f, w2tf, p_w1, p_b1, p_w2t, seed, g["table"], work, p_drop, n,
+        dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **meta)
+
+
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
              b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float) -> torch.Tensor:
-    """x (N, D) -> y (N, D) in x's dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1];
-    b1, b2 empty lists for no biases; hidden dropout with probability p_drop, mask drawn from seed (int64, (1,);
-    None when p_drop is 0)."""
+    """x (N, D) -> y (N, D) in x's dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1] (W1_i
+    (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop, mask
+    drawn from seed (int64, (1,); None when p_drop is 0).
+
+    Packs the weights (W1s, W2^Ts, b1s each into one flat tensor) in torch and adds b2 after the op, so that under
+    torch.compile the packing, its backward (the split of the packed gradients into the bands' parameters) and
+    the bias run inside the compiled graph as a few fused kernels, not as dozens of eager copies around the op
+    on every call (which left the GPU idle: measured, benchmarks/RESULTS.md)."""
+    dims = [n for w in w1 for n in (w.shape[1], w.shape[0])]
+    w1f = torch.cat([w.reshape(-1) for w in w1])
+    w2tf = torch.cat([w.t().reshape(-1) for w in w2])
+    b1f = torch.cat(list(b1)) if b1 else None
+    y = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, seed, p_drop, dims)
+    return y + torch.cat(list(b2)).to(y.dtype) if b2 else y
+
+
+@torch.library.custom_op("akira::band_mlp_packed", mutates_args=())
+def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None, w2tf: torch.Tensor,
+                    seed: torch.Tensor | None, p_drop: float, dims: list[int]) -> torch.Tensor:
+    """x (N, D) -> sum_i W2_i drop(gelu(W1_i x_i + b1_i)) per band, (N, D) in x's dtype (no b2: `band_mlp` adds it).
+    w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
+    concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...]."""
     x = x.contiguous()
     seed = _seed_ptr(seed, x, p_drop)
-    n, dim = x.shape
     y = torch.empty_like(x)
-    w1f, w2f = _packed(w1), _packed(w2, transpose=True)
-    b1f, b2f = (_packed(b1), _packed(b2)) if b1 else (w1f, w1f)
-    dims = _dims(w1)
-    for g in _launch_groups(dims, x.device, CONFIG["dw_block_h"], bool(CONFIG["grouped"])):
-        _fwd_kernel[(triton.cdiv(n, CONFIG["block_m"]), g["n"])](
-            x, w1f, b1f, w2f, b2f, y, seed, g["table"], p_drop, n, dim, **_meta(x, dims, g["BD"], bool(b1), p_drop))
+    pairs = _pairs(dims)
+    for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
+        launch_fwd(g, x, w1f, b1f, w2tf, y, seed, p_drop, pairs, launch_config("fwd", g["BD"]))
     return y
 
 
-@band_mlp.register_fake
-def _(x, w1, b1, w2, b2, seed, p_drop):
+@band_mlp_packed.register_fake
+def _(x, w1f, b1f, w2tf, seed, p_drop, dims):
     return x.new_empty(x.shape)
 
 
-@torch.library.custom_op("akira::band_mlp_backward", mutates_args=())
-def band_mlp_backward(dy: torch.Tensor, x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor],
-                      w2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float
-                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
-                                 list[torch.Tensor]]:
-    """(dx, dW1, db1, dW2, db2) per band; db1 and db2 empty without biases."""
+@torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
+def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None,
+                             w2tf: torch.Tensor, seed: torch.Tensor | None, p_drop: float, dims: list[int]
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dw1f, db1f, dw2tf) in the layouts (and dtypes) of x, w1f, b1f, w2tf; db1f is empty when b1f is None."""
     x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
     seed = _seed_ptr(seed, x, p_drop)
-    n, dim = x.shape
-    dims = _dims(w1)
-    tw, th = sum(d * h for d, h in dims), sum(h for _, h in dims)
+    pairs = _pairs(dims)
+    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(x.shape[0], 64)))
     dx = torch.empty_like(x)
-    dbm = CONFIG["dw_block_m"]
-    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(n, dbm)))
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), dbm) * dbm
-    w1f, w2f = _packed(w1), _packed(w2, transpose=True)
-    b1f = _packed(b1) if b1 else w1f
     f32 = {"dtype": torch.float32, "device": x.device}
-    p_w1, p_w2t = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32)  # per-split partial sums
-    p_b1 = torch.empty(splits, th, **f32) if b1 else p_w1
-    for g in _launch_groups(dims, x.device, CONFIG["dw_block_h"], bool(CONFIG["grouped"])):
-        _dx_kernel[(triton.cdiv(n, CONFIG["block_m"]), g["n"])](
-            x, dy, w1f, b1f, w2f, dx, seed, g["table"], p_drop, n, dim, **_meta(x, dims, g["BD"], bool(b1), p_drop))
-        _dw_kernel[(g["n_work"], splits)](
-            x, dy, w1f, b1f, w2f, p_w1, p_b1, p_w2t, seed, g["table"], g["work"], p_drop, n, dim, tw, th,
-            rows_per_split, **_meta(x, dims, g["BD"], bool(b1), p_drop, dw=True))
-    s_w1, s_w2t = p_w1.sum(0), p_w2t.sum(0)
-    s_b1 = p_b1.sum(0) if b1 else None
-    s_b2 = dy.float().sum(0) if b1 else None
-    dw1, db1, dw2, db2 = [], [], [], []
-    col0 = woff = hoff = 0
-    for i, (d, h) in enumerate(dims):          # copies, so that no two outputs alias
-        dw1.append(s_w1[woff:woff + h * d].view(h, d).to(w1[i].dtype, copy=True))
-        dw2.append(s_w2t[woff:woff + h * d].view(h, d).t().to(w2[i].dtype, memory_format=torch.contiguous_format,
-                                                            copy=True))
-        if b1:
-            db1.append(s_b1[hoff:hoff + h].to(b1[i].dtype, copy=True))
-            db2.append(s_b2[col0:col0 + d].to(b1[i].dtype, copy=True))
-        col0, woff, hoff = col0 + d, woff + h * d, hoff + h
-    return dx, dw1, db1, dw2, db2
+    p_w1, p_w2t = torch.empty(splits, w1f.numel(), **f32), torch.empty(splits, w1f.numel(), **f32)  # partial sums
+    p_b1 = torch.empty(splits, b1f.numel(), **f32) if b1f is not None else p_w1  # (not written without b1)
+    for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
+        launch_dx(g, x, dy, w1f, b1f, w2tf, dx, seed, p_drop, pairs, launch_config("dx", g["BD"]))
+        launch_dw(g, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop, pairs, launch_config("dw", g["BD"]))
+    db1 = p_b1.sum(0).to(b1f.dtype) if b1f is not None else w1f.new_empty(0)
+    return dx, p_w1.sum(0).to(w1f.dtype), db1, p_w2t.sum(0).to(w2tf.dtype)
 
 
-@band_mlp_backward.register_fake
-def _(dy, x, w1, b1, w2, seed, p_drop):
-    like = [torch.empty_like(w) for w in w1], [torch.empty_like(b) for b in b1], [torch.empty_like(w) for w in w2]
-    db2 = [b.new_empty(w.shape[1]) for b, w in zip(b1, w1)]
-    return x.new_empty(x.shape), like[0], like[1], like[2], db2
+@band_mlp_packed_backward.register_fake
+def _(dy, x, w1f, b1f, w2tf, seed, p_drop, dims):
+    db1 = torch.empty_like(b1f) if b1f is not None else w1f.new_empty(0)
+    return torch.empty_like(x), torch.empty_like(w1f), db1, torch.empty_like(w2tf)
 
 
 def _setup_context(ctx, inputs, output):
-    x, w1, b1, w2, _, seed, p_drop = inputs
-    ctx.n_bands, ctx.has_bias, ctx.p_drop = len(w1), bool(b1), p_drop
-    ctx.save_for_backward(x, seed, *w1, *b1, *w2)
+    x, w1f, b1f, w2tf, seed, p_drop, dims = inputs
+    ctx.has_bias, ctx.p_drop, ctx.dims = b1f is not None, p_drop, dims
+    ctx.save_for_backward(x, w1f, b1f, w2tf, seed)
 
 
 def _backward(ctx, dy):
-    saved, nb = ctx.saved_tensors, ctx.n_bands
-    x, seed, w1 = saved[0], saved[1], list(saved[2:2 + nb])
-    b1 = list(saved[2 + nb:2 + 2 * nb]) if ctx.has_bias else []
-    w2 = list(saved[2 + nb + len(b1):])
-    dx, dw1, db1, dw2, db2 = band_mlp_backward(dy, x, w1, b1, w2, seed, ctx.p_drop)
-    return dx, dw1, db1, dw2, db2, None, None  # empty bias-gradient lists without biases (as the inputs)
+    x, w1f, b1f, w2tf, seed = ctx.saved_tensors
+    dx, dw1f, db1f, dw2tf = band_mlp_packed_backward(dy, x, w1f, b1f, w2tf, seed, ctx.p_drop, ctx.dims)
+    return dx, dw1f, db1f if ctx.has_bias else None, dw2tf, None, None, None
 
 
-band_mlp.register_autograd(_backward, setup_context=_setup_context)
+band_mlp_packed.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,123 @@
+"""Launch settings of the fused band MLP's three Triton kernels, per launch group (padded band width).
+
+Times each kernel (forward, dx, dW) of each launch group alone on N tokens (CUDA events) in every setting of a grid
+(token block x hidden tile x warps, then pipeline stages for the best), prints a table and the fastest setting per
+(group, kernel) as the `akira.models.lm.band_mlp_kernel.TUNED` table, and writes it as JSON (``--out``), which
+`lm_speed.py --fused-tuned FILE` loads for whole training steps. Needs a CUDA GPU with Triton.
+
+    python benchmarks/band_mlp_tune.py --out benchmarks/results/<date>/band_mlp_tuned_<card>.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from akira.models.lm import band_mlp_kernel as bk  # noqa: E402
+from akira.models.lm import lm_preset  # noqa: E402
+from akira.models.lm.params import band_hidden_sizes  # noqa: E402
+
+WIDTHS = (128, 96, 80, 64, 64, 48, 32)
+GRID = [{"block_m": bm, "block_h": bh, "warps": w, "stages": 2}
+        for bm, bh, w in itertools.product((64, 128), (32, 64, 128), (4, 8))]
+
+
+def time_ms(fn, reps: int) -> float:
+    """Mean ms of fn() over reps calls after 3 warm-up calls (CUDA events around the whole batch)."""
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def _measure(fn, bd: int, kernel: str, cfg: dict, reps: int, rows: list) -> float | None:
+    """Time fn (one kernel launch), print and record the row; None where the setting does not compile or fit."""
+    try:
+        ms = time_ms(fn, reps)
+    except Exception as exc:  # noqa: BLE001 - a setting that does not fit (shared memory) is a result
+        print(f"| {bd} | {kernel} | {cfg} | n/a ({type(exc).__name__}) |", flush=True)
+        return None
+    rows.append({"BD": bd, "kernel": kernel, **cfg, "ms": ms})
+    print(f"| {bd} | {kernel} | {cfg} | {ms:.4f} |", flush=True)
+    return ms
+
+
+def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
+    d = sum(WIDTHS)
+    hidden = band_hidden_sizes(lm_preset("band", band_widths=WIDTHS, d_model=d, params_matched=matched))
+    pairs = tuple(zip(WIDTHS, hidden))
+    tw, th = sum(a * b for a, b in pairs), sum(hidden)
+    g = torch.Generator(device=device).manual_seed(0)
+    bf = {"dtype": torch.bfloat16, "device": device}
+    x, dy = torch.randn(n, d, generator=g, **bf), torch.randn(n, d, generator=g, **bf)
+    w1f, w2tf = torch.randn(tw, generator=g, **bf) * 0.05, torch.randn(tw, generator=g, **bf) * 0.05
+    b1f = torch.zeros(th, **bf)
+    y, dx = torch.empty_like(x), torch.empty_like(x)
+    splits = bk.CONFIG["dw_splits"]
+    f32 = {"dtype": torch.float32, "device": device}
+    p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
+    launch = {
+        "fwd": lambda grp, cfg: bk.launch_fwd(grp, x, w1f, b1f, w2tf, y, x, 0.0, pairs, cfg),
+        "dx": lambda grp, cfg: bk.launch_dx(grp, x, dy, w1f, b1f, w2tf, dx, x, 0.0, pairs, cfg),
+        "dw": lambda grp, cfg: bk.launch_dw(grp, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, x, 0.0, pairs, cfg)}
+    rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
+    for grp in bk._launch_groups(pairs, device):
+        bd = grp["BD"]
+        for kernel, run in launch.items():
+            default = {k: bk.CONFIG[bk.KERNELS[kernel] + k] for k in ("block_m", "block_h", "warps", "stages")}
+
+            def measure(cfg, grp=grp, kernel=kernel, run=run):
+                return _measure(lambda: run(grp, cfg), grp["BD"], kernel, cfg, reps, rows)
+
+            timed = [(measure(cfg), cfg) for cfg in GRID if cfg != default] + [(measure(default), default)]
+            ms_default = timed[-1][0]
+            best = min((t for t in timed if t[0] is not None), key=lambda t: t[0])
+            staged = {**best[1], "stages": 3}
+            ms3 = measure(staged)
+            if ms3 is not None and ms3 < best[0]:
+                best = (ms3, staged)
+            default_ms += ms_default or 0.0
+            best_ms += best[0]
+            tuned.setdefault(bd, {}).update({bk.KERNELS[kernel] + k: v for k, v in best[1].items()})
+    summary = {"matched": matched, "hidden": list(hidden), "tokens": n, "default_ms": default_ms,
+               "tuned_ms": best_ms}
+    print(f"\nexpansion {sum(hidden) / d:.1f}: sum over groups and kernels, default settings {default_ms:.3f} ms, "
+          f"fastest per group {best_ms:.3f} ms\nTUNED = {json.dumps(tuned)}\n", flush=True)
+    return {"summary": summary, "tuned": tuned, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=int, default=64 * 512)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
+    args = p.parse_args(argv)
+    if not (torch.cuda.is_available() and bk.available()):
+        p.error("needs a CUDA GPU and Triton")
+    device = torch.device("cuda")
+    meta = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
+            "triton": bk.triton.__version__, "date": datetime.date.today().isoformat(), "grid": GRID,
+            "config": dict(bk.CONFIG)}
+    print(f"# fused band MLP kernels alone, {meta['device']}, torch {meta['torch']}, Triton {meta['triton']}\n"
+          "| BD | kernel | setting | ms |\n|---|---|---|---|", flush=True)
+    out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device)}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
