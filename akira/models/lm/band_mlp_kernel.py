@@ -33,12 +33,18 @@ from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: 
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by `lm_speed.py --micro --micro-parts tune`; empty until measured).
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 3.32 vs 3.53 ms per
+# layer for the three kernels of all groups with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {}
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-02/band_mlp_tuned_h200.json); only
+    # the settings that differ from CONFIG's
+    128: {"dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
+    64: {"block_m": 128, "warps": 8, "stages": 3, "dx_stages": 3, "dw_block_h": 64, "dw_stages": 3},
+    32: {"block_m": 128, "block_h": 128, "warps": 8, "stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_stages": 3},
+}
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}
 
 
