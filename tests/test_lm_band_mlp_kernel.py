@@ -187,7 +187,8 @@ def test_opcheck_fake_and_autograd_registrations(bias):
 
 
 def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypatch):
-    """Per padded width, TUNED's measured settings replace CONFIG's (per kernel); tuned=0 turns the table off."""
+    """Per padded width, TUNED's measured settings replace CONFIG's (per kernel) for 16-bit inputs; tuned=0 turns
+    the table off."""
     cfg = band_mlp_kernel.CONFIG
     monkeypatch.setattr(band_mlp_kernel, "TUNED", {128: {"dw_block_h": 64, "block_m": 128}})
     assert band_mlp_kernel.launch_config("dw", 128) == {"block_m": cfg["dw_block_m"], "block_h": 64,
@@ -195,5 +196,6 @@ def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypat
     assert band_mlp_kernel.launch_config("fwd", 128)["block_m"] == 128
     assert band_mlp_kernel.launch_config("dx", 128)["block_m"] == cfg["dx_block_m"]
     assert band_mlp_kernel.launch_config("dw", 64)["block_h"] == cfg["dw_block_h"]
+    assert band_mlp_kernel.launch_config("dw", 128, torch.float32)["block_h"] == cfg["dw_block_h"]  # 16-bit only
     monkeypatch.setitem(cfg, "tuned", 0)
     assert band_mlp_kernel.launch_config("dw", 128)["block_h"] == cfg["dw_block_h"]

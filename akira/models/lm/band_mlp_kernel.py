@@ -4,9 +4,9 @@ the hidden units kept on chip (`band_mlp` around the op `akira::band_mlp_packed`
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 54 ms per step vs 65 for the per-band loop in the same
-run, at 13.6 vs 23.3 GB peak (no hidden activations are kept); with dropout 0.1 66-70 vs 76 ms. Kernel time per
-layer (e~24, 32k tokens): forward 0.8 ms, dx 1.1, dW 1.8. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 44 ms per step vs 65 for the per-band loop, at 13.6 vs
+23.3 GB peak (no hidden activations are kept); with dropout 0.1 63 vs 76 ms. Kernel time per layer (e~24, 32k
+tokens): forward 0.83 ms, dx 1.07, dW 1.49. Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory
   gives each program its band), so the small bands' programs fill the big bands' last waves; the weights are
   packed into one buffer per matrix, W2 transposed so that every weight tile is read along the band's channels.
@@ -48,9 +48,11 @@ TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-02/ban
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}
 
 
-def launch_config(kernel: str, bd: int) -> dict[str, int]:
-    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd."""
-    cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] else CONFIG
+def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd
+    and inputs of ``dtype``. TUNED was measured with 16-bit inputs and applies to them only: fp32 tiles take twice
+    the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
+    cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
     pre = KERNELS[kernel]
     return {k: cfg[pre + k] for k in ("block_m", "block_h", "warps", "stages")}
 
@@ -299,7 +301,7 @@ def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None
     y = torch.empty_like(x)
     pairs = _pairs(dims)
     for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
-        launch_fwd(g, x, w1f, b1f, w2tf, y, seed, p_drop, pairs, launch_config("fwd", g["BD"]))
+        launch_fwd(g, x, w1f, b1f, w2tf, y, seed, p_drop, pairs, launch_config("fwd", g["BD"], x.dtype))
     return y
 
 
@@ -322,8 +324,8 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, w1f: torch.Tenso
     p_w1, p_w2t = torch.empty(splits, w1f.numel(), **f32), torch.empty(splits, w1f.numel(), **f32)  # partial sums
     p_b1 = torch.empty(splits, b1f.numel(), **f32) if b1f is not None else p_w1  # (not written without b1)
     for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
-        launch_dx(g, x, dy, w1f, b1f, w2tf, dx, seed, p_drop, pairs, launch_config("dx", g["BD"]))
-        launch_dw(g, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop, pairs, launch_config("dw", g["BD"]))
+        launch_dx(g, x, dy, w1f, b1f, w2tf, dx, seed, p_drop, pairs, launch_config("dx", g["BD"], x.dtype))
+        launch_dw(g, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop, pairs, launch_config("dw", g["BD"], x.dtype))
     db1 = p_b1.sum(0).to(b1f.dtype) if b1f is not None else w1f.new_empty(0)
     return dx, p_w1.sum(0).to(w1f.dtype), db1, p_w2t.sum(0).to(w2tf.dtype)
 
