@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from akira.models.lm import band_mlp_kernel as bk  # noqa: E402
 from akira.models.lm import lm_preset  # noqa: E402
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
+from akira.runinfo import write_json_atomic  # noqa: E402
 
 WIDTHS = (128, 96, 80, 64, 64, 48, 32)
 GRID = [{"block_m": bm, "block_h": bh, "warps": w, "stages": 2}
@@ -76,7 +77,7 @@ def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
     for grp in bk._launch_groups(pairs, device):
         bd = grp["BD"]
         for kernel, run in launch.items():
-            default = {k: bk.CONFIG[bk.KERNELS[kernel] + k] for k in ("block_m", "block_h", "warps", "stages")}
+            default = {k: bk.CONFIG[bk.KERNELS[kernel] + k] for k in bk.SETTINGS}
 
             def measure(cfg, grp=grp, kernel=kernel, run=run):
                 return _measure(lambda: run(grp, cfg), grp["BD"], kernel, cfg, reps, rows)
@@ -114,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
           "| BD | kernel | setting | ms |\n|---|---|---|---|", flush=True)
     out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device)}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        write_json_atomic(args.out, out)
     return 0
 
 

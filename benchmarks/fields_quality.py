@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from akira.atomic import atomic_write_json  # noqa: E402
+
 PATTERNS = ["blob", "interference", "switching", "double_slit", "counter_rotate", "chirp", "phase_jump",
             "noisy_motion", "bifurcation", "wave_collision", "concentric"]
 MODELS = {"spectral2d": ["model=spectral2d"], "mlp2d": ["model=mlp2d"], "convlstm": ["model=convlstm"]}
@@ -203,9 +205,7 @@ def main() -> None:
                 job = pending.pop(fut)
                 try:
                     results.append(fut.result())
-                    tmp = results_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(results, indent=1))
-                    os.replace(tmp, results_path)
+                    atomic_write_json(results_path, results)
                     print(f"[{time.time() - start:6.0f}s] done {job['name']}", flush=True)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     print(f"[{time.time() - start:6.0f}s] FAILED {job['name']}: {exc}", flush=True)

@@ -10,7 +10,6 @@ outside the timed region).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from akira.cli import CONF_DIR  # noqa: E402
 from akira.config import register_configs  # noqa: E402
 from akira.run import build_datamodule, build_model, build_task  # noqa: E402
+from akira.runinfo import write_json_atomic  # noqa: E402
 
 
 def time_config(overrides: list[str], steps: int, warmup: int, device: torch.device) -> dict:
@@ -94,7 +94,7 @@ def main() -> None:
         print(f"| {r['config']} | {r['params']:,} | {r['batch']} | {r['frames_per_step']} | {r['step_ms']:.1f} | "
               f"{r['frames_per_sec']:,.0f} | {mem} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=2))
+        write_json_atomic(args.json, {"device": name, "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

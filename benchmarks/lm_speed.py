@@ -36,6 +36,7 @@ from akira.models.lm import (  # noqa: E402
     pair_attention_kernel,
 )
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
+from akira.runinfo import write_json_atomic  # noqa: E402
 from akira.tasks.optim import build_optimizer, build_param_groups  # noqa: E402
 
 # Dense (no sparsity) peak TFLOP/s by data type, from the vendors' datasheets. Matched by substring of
@@ -474,8 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rel} |", flush=True)
         out["results"] = results
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        write_json_atomic(args.out, out)
     return 0
 
 

@@ -45,7 +45,8 @@ TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-02/ban
     64: {"block_m": 128, "warps": 8, "stages": 3, "dx_stages": 3, "dw_block_h": 64, "dw_stages": 3},
     32: {"block_m": 128, "block_h": 128, "warps": 8, "stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_stages": 3},
 }
-KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}
+KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
+SETTINGS = ("block_m", "block_h", "warps", "stages")
 
 
 def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
@@ -54,7 +55,7 @@ def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> 
     the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
     cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
     pre = KERNELS[kernel]
-    return {k: cfg[pre + k] for k in ("block_m", "block_h", "warps", "stages")}
+    return {k: cfg[pre + k] for k in SETTINGS}
 
 
 if triton is not None:
@@ -318,7 +319,7 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, w1f: torch.Tenso
     x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
     seed = _seed_ptr(seed, x, p_drop)
     pairs = _pairs(dims)
-    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(x.shape[0], 64)))
+    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(x.shape[0], 64)))  # >= 64 tokens (the least dW block) each
     dx = torch.empty_like(x)
     f32 = {"dtype": torch.float32, "device": x.device}
     p_w1, p_w2t = torch.empty(splits, w1f.numel(), **f32), torch.empty(splits, w1f.numel(), **f32)  # partial sums
