@@ -1,1 +1,1 @@
-"""Lightning callbacks: throughput/MFU, frame panels, (later) attention statistics and band dynamics."""
+"""Lightning callbacks: throughput/MFU, frame panels, attention statistics, RNG states in checkpoints."""

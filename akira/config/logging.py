@@ -87,6 +87,13 @@ class ThroughputConfig:
 
 
 @dataclass
+class RNGStateConfig:
+    """Global RNG states in checkpoints: a resumed run draws the uninterrupted run's random numbers."""
+
+    _target_: str = "akira.callbacks.rng_state.RNGState"
+
+
+@dataclass
 class EarlyStoppingConfig:
     _target_: str = "pytorch_lightning.callbacks.EarlyStopping"
     monitor: str = "val/loss"
@@ -118,6 +125,7 @@ class CallbacksConfig:
     lr_monitor: LearningRateMonitorConfig | None = None
     progress_bar: ProgressBarConfig | None = None
     throughput: ThroughputConfig | None = None
+    rng_state: RNGStateConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     frame_panels: MediaConfig | None = None
     attention_stats: AttentionStatsConfig | None = None
