@@ -21,6 +21,16 @@ class RunFailed(RuntimeError):
     """A run failed after it started; the traceback is in the run's log file."""
 
 
+class StopBeforeRun(BaseException):
+    """Raised by a Hydra callback (akira.rundir.RunDirGuard) to stop before Hydra runs the job: Hydra turns a
+    callback's `Exception` into a warning and carries on, so the error travels in this `BaseException` and
+    `hydra_entry` reports `error` as if the job had raised it."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(error)
+        self.error = error
+
+
 def _is_config_error(exc: BaseException) -> bool:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -58,7 +68,10 @@ def hydra_entry(config_name: str, fn: Callable) -> None:
             return None
 
     try:
-        _main()
+        try:
+            _main()
+        except StopBeforeRun as stop:
+            raise stop.error from None
         if failures:
             raise failures[0]
     except KeyboardInterrupt:

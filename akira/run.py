@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -23,6 +22,7 @@ from akira.config import ConfigError
 from akira.config.nodes import target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
+from akira.rundir import check_run_dir, is_rank_zero_env, is_resume, keep_earlier_record
 from akira.runinfo import keep_metrics_csv, read_json_dict, start_info, write_json_atomic
 from akira.tasks.optim import param_group_members, param_group_summary
 
@@ -202,8 +202,8 @@ def _traceback_to_log_file(exc: BaseException) -> None:
 
 
 def _is_rank_zero() -> bool:
-    """Before the Trainer exists: Lightning's DDP launcher starts ranks > 0 with these variables set."""
-    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    """Before the Trainer exists: Lightning's DDP launcher starts ranks > 0 with RANK/LOCAL_RANK/NODE_RANK set."""
+    return is_rank_zero_env()
 
 
 class _SigintRecorder:
@@ -243,8 +243,15 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
 
 def _run_recording(cfg: DictConfig, fit: bool, sigint: _SigintRecorder) -> dict[str, Any]:
     output_dir = _output_dir()
-    info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
     rank_zero = _is_rank_zero()
+    if rank_zero:   # before anything is written: never overwrite a finished run's record (akira.rundir)
+        guard = {"fit": fit, "train": bool(OmegaConf.select(cfg, "train", default=True)),
+                 "ckpt_path": OmegaConf.select(cfg, "ckpt_path", default=None)}
+        check_run_dir(output_dir, **guard)
+        if not is_resume(output_dir, **guard):
+            for kept in keep_earlier_record(output_dir):
+                log.info("kept the earlier attempt's record as %s", kept)
+    info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
     write = (lambda: write_json_atomic(output_dir / "run.json", info)) if rank_zero else (lambda: None)
     write()
     exit_code = 1
@@ -328,7 +335,9 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
         test_ckpt = ckpt_path if trainable else None
         if trainable and test_ckpt is None:   # the scores of random weights would pass for the model's
             raise ConfigError("ckpt_path", "evaluating a trainable model needs its checkpoint "
-                              "(ckpt_path=/path/to/run/checkpoints/last.ckpt; 'last' only inside that run's dir)")
+                              "(ckpt_path=/path/to/run/checkpoints/last.ckpt)")
+        if test_ckpt is not None:
+            info["tested_checkpoint"] = test_ckpt
         trainer.validate(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
         metrics.update(_scalar_metrics(trainer))
     if cfg.test:
