@@ -4,9 +4,9 @@ the hidden units kept on chip (`band_mlp` around the op `akira::band_mlp_packed`
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 44 ms per step vs 65 for the per-band loop, at 13.6 vs
-23.3 GB peak (no hidden activations are kept); with dropout 0.1 63 vs 76 ms. Kernel time per layer (e~24, 32k
-tokens): forward 0.83 ms, dx 1.07, dW 1.49. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 40 ms per step vs 65 for the per-band loop, at 13.6 vs
+23.3 GB peak (no hidden activations are kept); with dropout 0.1 59 vs 76 ms. Kernel time per layer (e~24, 32k
+tokens): forward 0.61 ms, dx 0.76, dW 1.20. Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory
   gives each program its band), so the small bands' programs fill the big bands' last waves; the weights are
   packed into one buffer per matrix, W2 transposed so that every weight tile is read along the band's channels.
@@ -19,11 +19,13 @@ tokens): forward 0.83 ms, dx 1.07, dW 1.49. Here:
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
   seed tensor and each (band, token, hidden unit), one Philox call per four units, regenerated in the backward
   kernels, so no mask is stored (the mask does not depend on the tiling: tested).
-GELU is the exact (erf) form, as `F.gelu`. Matmuls take the input's dtype (bf16 under autocast) with fp32
+GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_cdf_and_gauss`). Matmuls take the input's dtype (bf16 under autocast) with fp32
 accumulation; fp32 inputs run exact (no TF32).
 Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -33,17 +35,18 @@ from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: 
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 3.32 vs 3.53 ms per
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.58 vs 2.91 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-02/band_mlp_tuned_h200.json); only
-    # the settings that differ from CONFIG's
-    128: {"dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
-    64: {"block_m": 128, "warps": 8, "stages": 3, "dx_stages": 3, "dw_block_h": 64, "dw_stages": 3},
-    32: {"block_m": 128, "block_h": 128, "warps": 8, "stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_stages": 3},
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-03/band_mlp_tuned_as26_fastdiv_h200.json);
+    # only the settings that differ from CONFIG's
+    128: {"stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
+    64: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_warps": 8, "dx_stages": 3, "dw_block_m": 128,
+         "dw_block_h": 64},
+    32: {"block_h": 128, "dx_block_h": 64, "dw_block_m": 128, "dw_stages": 3},
 }
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
 SETTINGS = ("block_m", "block_h", "warps", "stages")
@@ -59,15 +62,41 @@ def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> 
 
 
 if triton is not None:
+    if os.environ.get("TRITON_INTERPRET") == "1":   # (as triton.jit decides) the interpreter has no libdevice
+        @triton.jit
+        def _recip(x):
+            return 1.0 / x
+    else:
+        from triton.language.extra.cuda import libdevice
+
+        @triton.jit
+        def _recip(x):
+            """1 / x to 2 ulp (div.approx): IEEE division (`/`) compiles to a slow path behind a branch."""
+            return libdevice.fast_dividef(1.0, x)
+
+    @triton.jit
+    def _cdf_and_gauss(p):
+        """(Phi(p), exp(-p^2 / 2)) of the standard normal, branch-free: Phi from erfc's Abramowitz & Stegun
+        7.1.26 form ``erfc(z) ~ poly(t) exp(-z^2)``, t = 1 / (1 + 0.3275911 z), z = |p| / sqrt(2), whose
+        exp(-z^2) is the Gaussian factor the GELU's derivative needs too. Max abs error of Phi 7e-8 (of gelu
+        2.1e-7, of gelu' 7e-8, plus fp32 rounding; tested). With libdevice's erf (which branches on |p|) and IEEE
+        division the three kernels took 3.32 ms per layer, with this 2.57 (H200; the identity in place of the GELU
+        2.00: benchmarks/band_mlp_activation_probe.py, RESULTS.md)."""
+        t = _recip(1.0 + 0.2316418882663604 * tl.abs(p))
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        gauss = tl.exp2(p * p * -0.7213475204444817)                    # exp(-p^2 / 2) = 2^(-p^2 log2(e) / 2)
+        tail = 0.5 * poly * gauss                                         # Phi(-|p|)
+        return tl.where(p >= 0, 1.0 - tail, tail), gauss
+
     @triton.jit
     def _gelu(p):
-        return 0.5 * p * (1.0 + tl.math.erf(p * 0.7071067811865476))
+        return p * _cdf_and_gauss(p)[0]
 
     @triton.jit
     def _gelu_and_grad(p):
-        """(gelu(p), gelu'(p)) sharing one erf."""
-        cdf = 0.5 * (1.0 + tl.math.erf(p * 0.7071067811865476))
-        return p * cdf, cdf + p * 0.3989422804014327 * tl.exp(-0.5 * p * p)
+        """(gelu(p), gelu'(p)) = (p Phi(p), Phi(p) + p phi(p)) sharing one exp."""
+        cdf, gauss = _cdf_and_gauss(p)
+        return p * cdf, cdf + p * 0.3989422804014327 * gauss
 
     @triton.jit
     def _keep(seed_ptr, band, rows, h0, h, p_drop, BH: tl.constexpr):
