@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from akira.checkpoint_io import AtomicCheckpointIO
+from akira.checkpoint_io import AtomicCheckpointIO, FinalCheckpoint, save_final_checkpoint
 from akira.cli import ROOT, RunFailed
 from akira.config import ConfigError
 from akira.config.nodes import target_and_kwargs
@@ -107,7 +107,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     _, kwargs = _kwargs(cfg.trainer)
     kwargs["plugins"] = [AtomicCheckpointIO()]
-    return pl.Trainer(callbacks=callbacks, logger=loggers or False, **kwargs)
+    # FinalCheckpoint: the end-of-fit last.ckpt holds the last step's loop state (akira.checkpoint_io)
+    return pl.Trainer(callbacks=[*callbacks, FinalCheckpoint()], logger=loggers or False, **kwargs)
 
 
 def count_params(model: torch.nn.Module) -> dict[str, int]:
@@ -317,8 +318,8 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
         start = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         train_seconds = time.perf_counter() - start
-        if not trainer.fast_dev_run:
-            trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+        if not trainer.fast_dev_run:   # resumable like ModelCheckpoint's step checkpoints (akira.checkpoint_io)
+            save_final_checkpoint(trainer, output_dir / "checkpoints" / "last.ckpt")
         metrics.update(_scalar_metrics(trainer))
         groups = [g for opt in trainer.optimizers for g in opt.param_groups]
         info["params"]["groups"] = {k: v for k, v in param_group_summary(groups).items() if k != "total"}
