@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import types
 
 import pytest
@@ -154,11 +153,8 @@ def test_analyze_py_compare_end_to_end(world, tmp_path):
            "analysis.alignment.aq.n_rotations=20", "analysis.centroid.n_permutations=99",
            "analysis.centroid.n_bootstrap=50", "analysis.collapse.n_bootstrap=50", "analysis.collapse.n_draws=4",
            "analysis.dynamics.n_permutations=99", *SMALL, *world.data, f"hydra.run.dir={tmp_path}/run"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    elapsed = time.perf_counter() - start
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # (a hang)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert elapsed < 60, elapsed
     report = json.loads((tmp_path / "run" / "compare.json").read_text())
     row = report["side_by_side"]["alignment/random/mlp/totals/fraction"]
     assert set(row) == {"baseline", "akira", "difference"}

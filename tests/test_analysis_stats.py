@@ -1,6 +1,8 @@
 """akira.analysis.stats: BH, empirical p-values, permutation tests (stratified), effect sizes, overlaps."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy.stats import hypergeom
@@ -99,3 +101,57 @@ def test_hypergeometric_overlap_and_fisher():
     assert 0.4 < p < 0.6                         # the expected total is 12
     f = stats.fisher_exact(30, 100, 10, 100)
     assert f["p_value"] < 0.01 and f["odds_ratio"] > 1
+
+
+# Reference values: R's mantelhaen.test (correct=TRUE) and DescTools::BreslowDayTest, as quoted in statsmodels'
+# test suite. Rows = groups, columns = (event, no event); tables[k] is stratum k.
+RABBITS = [[[0, 6], [0, 5]], [[3, 3], [0, 6]], [[6, 0], [2, 4]], [[5, 1], [6, 0]], [[2, 0], [5, 0]]]  # Agresti (2002)
+DESC_TOOLS = [[[20, 14], [10, 24]], [[15, 12], [3, 15]], [[3, 2], [3, 2]], [[12, 3], [7, 5]], [[1, 0], [3, 2]]]
+
+
+def test_cmh_matches_r_mantelhaen_test():
+    r = stats.cmh_test(RABBITS)      # mantelhaen.test(Rabbits): X2 = 3.9286, p = 0.04747, OR 7 [1.026713, 47.725133]
+    assert r["statistic"] == pytest.approx(3.9286, abs=1e-4)
+    assert r["p_value"] == pytest.approx(0.04747, abs=1e-5)
+    assert r["odds_ratio"] == pytest.approx(7.0)
+    np.testing.assert_allclose(r["odds_ratio_ci"], [1.026713, 47.725133], rtol=1e-6)
+    assert r["n_strata"] == 3        # strata 1 and 5 have an empty column: no information
+    r = stats.cmh_test(DESC_TOOLS, tarone=False)
+    assert r["statistic"] == pytest.approx(11.8852, abs=1e-4) and r["p_value"] == pytest.approx(0.0005658, abs=1e-7)
+    assert r["odds_ratio"] == pytest.approx(3.5912, abs=1e-4)
+    np.testing.assert_allclose(r["odds_ratio_ci"], [1.781135, 7.240633], rtol=1e-6)
+    assert r["breslow_day_statistic"] == pytest.approx(1.8438, abs=1e-4) and r["breslow_day_df"] == 4
+    assert r["breslow_day_p_value"] == pytest.approx(0.7645, abs=1e-4)
+    assert stats.cmh_test(DESC_TOOLS)["breslow_day_statistic"] == pytest.approx(1.8436, abs=1e-4)  # Tarone
+    # by hand: odds ratios 1 and 16, n = 20 each; MH OR = sum(a d / n) / sum(b c / n) = (25 + 64) / (25 + 4);
+    # E = 10 * 10 / 20 = 5 and V = 10^4 / (20^2 * 19) per stratum, sum a = 13
+    r = stats.cmh_test([[[5, 5], [5, 5]], [[8, 2], [2, 8]]], correction=False)
+    assert r["odds_ratio"] == pytest.approx(89 / 29)
+    assert r["statistic"] == pytest.approx((13 - 10) ** 2 / (2 * 1e4 / 7600))
+    assert stats.cmh_test([[[5, 5], [5, 5]], [[8, 2], [2, 8]]])["statistic"] == pytest.approx(2.5 ** 2 / (2e4 / 7600))
+    assert r["breslow_day_p_value"] < 0.05          # the two odds ratios differ
+
+
+def test_cmh_single_stratum_is_the_continuity_corrected_chi_square():
+    from scipy.stats import chi2_contingency
+    from scipy.stats import fisher_exact as scipy_fisher
+
+    table = np.array([[30, 70], [12, 88]])
+    n = table.sum()
+    r = stats.cmh_test(table)
+    yates = chi2_contingency(table, correction=True)[0]
+    assert r["statistic"] == pytest.approx(yates * (n - 1) / n, rel=1e-12)   # hypergeometric variance: n - 1
+    assert stats.cmh_test(table, correction=False)["statistic"] == pytest.approx(
+        chi2_contingency(table, correction=False)[0] * (n - 1) / n, rel=1e-12)
+    assert r["odds_ratio"] == pytest.approx(scipy_fisher(table)[0], rel=1e-12)   # = a d / (b c)
+    woolf = math.sqrt((1 / table).sum())                                          # RBG reduces to Woolf
+    np.testing.assert_allclose(r["odds_ratio_ci"], r["odds_ratio"] * np.exp([-1.959964 * woolf, 1.959964 * woolf]),
+                               rtol=1e-6)
+    assert np.isnan(r["breslow_day_p_value"])        # homogeneity needs two strata
+    zero = stats.cmh_test([[[0, 50], [10, 40]], [[0, 30], [5, 25]]])
+    assert zero["odds_ratio"] == 0.0 and np.isnan(zero["odds_ratio_ci"]).all() and zero["p_value"] < 0.01
+    assert np.isnan(stats.cmh_test(np.zeros((0, 2, 2)))["p_value"])
+    with pytest.raises(ValueError, match="tables"):
+        stats.cmh_test([[1, 2, 3]])
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.cmh_test([[1, -2], [3, 4]])

@@ -504,43 +504,135 @@ def side_by_side(arms: dict) -> dict:
     return out
 
 
-def arm_tests(arms: dict) -> dict:
-    """Between-arm tests: Fisher's exact test of the total AQ fraction per probe/site and of the universal
-    fraction (overlap / random-token candidates) per site."""
-    from .stats import fisher_exact
+POOLED_LABEL = "pooled (neurons as independent trials; anti-conservative)"
+REPLICATION = ("one seed pair per arm: p conditions on these trained models (neurons as trials within a layer); "
+               "the unit of replication is the training seed, so a claim about the training recipe needs "
+               ">= 4 independent seed pairs per arm, compared with the pair as the unit")
 
+
+def _strata(k_res: dict | None, b_res: dict | None, count: str, total: str) -> dict | None:
+    """Per-layer 2x2 tables [[akira count, akira rest], [baseline count, baseline rest]] of one probe/site, or
+    None when either arm lacks the totals. Strata = the layer indices present in both arms (a layer in one
+    arm only has an empty row: no information on the arm contrast); without per-layer counts the totals are
+    one stratum (flagged by ``stratified`` False)."""
+    tk, tb = (k_res or {}).get("totals"), (b_res or {}).get("totals")
+    if not tk or not tb:
+        return None
+    lk, lb = (k_res or {}).get("layers") or {}, (b_res or {}).get("layers") or {}
+    pooled = [int(tk[count]), int(tk[total]), int(tb[count]), int(tb[total])]
+    if not lk or not lb:
+        return {"tables": [[[pooled[0], pooled[1] - pooled[0]], [pooled[2], pooled[3] - pooled[2]]]],
+                "layers": [], "unmatched": [], "pooled": pooled, "stratified": False}
+    both = sorted(set(lk) & set(lb), key=int)
+    tables = [[[int(lk[m][count]), int(lk[m][total]) - int(lk[m][count])],
+               [int(lb[m][count]), int(lb[m][total]) - int(lb[m][count])]] for m in both]
+    return {"tables": tables, "layers": both, "unmatched": sorted(set(lk) ^ set(lb), key=int), "pooled": pooled,
+            "stratified": True}
+
+
+def _stratified_test(st: dict) -> dict:
+    from .stats import cmh_test, fisher_exact
+
+    k1, n1, k2, n2 = st["pooled"]
+    fisher = fisher_exact(k1, n1, k2, n2)
+    cmh = cmh_test(st["tables"]) if st["tables"] else cmh_test(np.zeros((0, 2, 2)))
+    return {"test": "Cochran-Mantel-Haenszel, strata = layers" if st["stratified"]
+            else "Cochran-Mantel-Haenszel, one stratum (no per-layer counts)",
+            # pooled fractions: descriptive only
+            "fraction_1": k1 / n1 if n1 else float("nan"), "fraction_2": k2 / n2 if n2 else float("nan"),
+            "counts": {"akira": [k1, n1], "baseline": [k2, n2]},
+            "odds_ratio": cmh["odds_ratio"], "odds_ratio_ci": cmh["odds_ratio_ci"], "ci_level": cmh["ci_level"],
+            "statistic": cmh["statistic"], "p_value": cmh["p_value"],
+            "breslow_day_statistic": cmh["breslow_day_statistic"],
+            "breslow_day_p_value": cmh["breslow_day_p_value"], "breslow_day_df": cmh["breslow_day_df"],
+            # strata: the layers of both arms (their counts: arms/<arm>/alignment/.../layers/<l>); n_strata: those
+            # with every margin > 0
+            "n_strata": cmh["n_strata"], "layers": [int(m) for m in st["layers"]],
+            "unmatched_layers": [int(m) for m in st["unmatched"]],
+            "pooled_fisher": {"label": POOLED_LABEL, "odds_ratio": fisher["odds_ratio"],
+                              "p_value": fisher["p_value"]},
+            "replication": REPLICATION}
+
+
+def arm_tests(arms: dict) -> dict:
+    """Between-arm tests (akira vs baseline) of the AQ fraction per probe/site (candidates of tested units)
+    and of the universal fraction per site (random-probe candidates that are also text-probe candidates).
+
+    The main test is stratified by layer: the Cochran-Mantel-Haenszel test over the per-layer 2x2 tables
+    (arm x candidate or not; `stats.cmh_test`), with the Mantel-Haenszel common odds ratio (> 1: more in
+    akira), its Robins-Breslow-Greenland CI, and the Breslow-Day p that the layers share that odds ratio.
+    Layers have different base rates and the arms can spread their units differently over them, so pooling
+    all layers' units into one table confounds the arm with the layer (up to a reversed direction: Simpson's
+    paradox); the pooled Fisher test is kept under ``pooled_fisher``, labelled `POOLED_LABEL`, for reference.
+    ``fraction_1``/``fraction_2`` (akira/baseline) are the pooled fractions, descriptive only.
+
+    Unit of replication: the training seed. Each arm is one pair of seeds (ckpt_a, ckpt_b; the AQ status of a
+    unit is a property of that pair), and both tests treat the units of a layer as independent trials given
+    these trained models: they say nothing about seed-to-seed variation, and a small p is not evidence about
+    the training recipe. That needs several independent seed pairs per arm (disjoint pairs: pairs sharing a
+    seed are dependent), one alignment each, and a test with the pair as the unit, e.g. a permutation test of
+    the arm labels over pairs of each pair's layer-stratified log odds (>= 4 pairs per arm for a two-sided
+    p < 0.05 to be reachable: 2 / C(8, 4) = 0.029), or a binomial mixed model with a random effect per pair.
+    """
     out: dict = {}
     if not all("alignment" in arms.get(a, {}) for a in ("baseline", "akira")):
         return out
     b, k = arms["baseline"]["alignment"], arms["akira"]["alignment"]
     for probe in ("random", "text"):
         for site in ("mlp", "resid"):
-            tb, tk = (b.get(probe, {}).get(site, {}).get("totals"), k.get(probe, {}).get(site, {}).get("totals"))
-            if tb and tk:
-                out[f"aq_fraction/{probe}/{site}"] = fisher_exact(tk["n_candidates"], tk["n_tested"],
-                                                                  tb["n_candidates"], tb["n_tested"])
+            st = _strata(k.get(probe, {}).get(site), b.get(probe, {}).get(site), "n_candidates", "n_tested")
+            if st is not None:
+                out[f"aq_fraction/{probe}/{site}"] = _stratified_test(st)
     for site in ("mlp", "resid"):
-        ub, uk = (b.get("universality", {}).get(site, {}).get("totals"), k.get("universality", {}).get(site, {}).get("totals"))
-        if ub and uk and ub["n_random"] and uk["n_random"]:
-            out[f"universal_fraction/{site}"] = fisher_exact(uk["overlap"], uk["n_random"], ub["overlap"], ub["n_random"])
+        # universality layers: n_a = random-probe candidates (among units tested on both probes), overlap =
+        # those that are text-probe candidates too; totals: n_random = sum n_a
+        uk, ub = k.get("universality", {}).get(site), b.get("universality", {}).get(site)
+        if not uk or not ub or not uk.get("totals", {}).get("n_random") or not ub.get("totals", {}).get("n_random"):
+            continue
+        st = _strata(*({"totals": u["totals"], "layers": {m: {"overlap": e["overlap"], "n_random": e["n_a"]}
+                                                          for m, e in (u.get("layers") or {}).items()}}
+                       for u in (uk, ub)), "overlap", "n_random")
+        out[f"universal_fraction/{site}"] = _stratified_test(st)
     return out
 
 
 def write_markdown(path: Path, table: dict, tests: dict) -> None:
-    """compare.md: the headline rows of ``table`` (every row is in compare.json) and the between-arm tests."""
+    """compare.md: the headline rows of ``table`` (every row is in compare.json) and the between-arm tests
+    (`arm_tests`: stratified by layer, with the pooled Fisher p beside it, and the caveat on replication)."""
     lines = ["| metric | baseline | akira | akira - baseline |", "|---|---|---|---|"]
 
     def fmt(v):
         return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
+    def ci(t):
+        lo, hi = (t.get("odds_ratio_ci") or [None, None])[:2]
+        ok = all(isinstance(x, float) and math.isfinite(x) for x in (lo, hi))
+        return f"{fmt(t.get('odds_ratio'))} [{fmt(lo)}, {fmt(hi)}]" if ok else f"{fmt(t.get('odds_ratio'))} [—]"
+
     for key, row in table.items():
         if any(h.search(key) for h in HEADLINE):
             lines.append(f"| {key} | {fmt(row.get('baseline'))} | {fmt(row.get('akira'))} | {fmt(row.get('difference'))} |")
     if tests:
-        lines += ["", "| test (akira vs baseline) | akira | baseline | odds ratio | p (Fisher) |", "|---|---|---|---|---|"]
+        lines += ["", "| test (akira vs baseline) | akira | baseline | common odds ratio [95% CI] | p (CMH) | "
+                  "p pooled Fisher | p homogeneity (Breslow-Day) |", "|---|---|---|---|---|---|---|"]
         for key, t in tests.items():
-            lines.append(f"| {key} | {fmt(t.get('fraction_1'))} | {fmt(t.get('fraction_2'))} | "
-                         f"{fmt(t.get('odds_ratio'))} | {fmt(t.get('p_value'))} |")
+            pooled = (t.get("pooled_fisher") or {}).get("p_value")
+            if t.get("n_strata", 1) == 0:   # no layer with an event and a non-event in both arms together
+                odds, p_cmh, p_bd = "—", "— (no informative layer)", "—"
+            else:
+                odds, p_cmh, p_bd = ci(t), fmt(t.get("p_value")), fmt(t.get("breslow_day_p_value"))
+            lines.append(f"| {key} | {fmt(t.get('fraction_1'))} | {fmt(t.get('fraction_2'))} | {odds} | {p_cmh} | "
+                         f"{fmt(pooled)} | {p_bd} |")
+        lines += ["", "akira, baseline: fractions pooled over layers (descriptive). Test stratified by layer: "
+                  "Cochran-Mantel-Haenszel (continuity-corrected, two-sided) over the per-layer 2x2 tables, "
+                  "Mantel-Haenszel common odds ratio (> 1: more in akira) with the Robins-Breslow-Greenland CI; "
+                  "a small Breslow-Day p: the layers' odds ratios differ, read the per-layer fractions. "
+                  f"p pooled Fisher: {POOLED_LABEL}; layers differ in base rate, so pooling confounds arm with "
+                  "layer. Unit of replication: the training seed. Each arm is one pair of seeds, so these "
+                  "p-values treat the units of a layer as independent trials given these trained models and "
+                  "say nothing about seed-to-seed variation; a claim about the training recipe needs several "
+                  "independent seed pairs per arm (>= 4 for a two-sided permutation test over pairs to reach "
+                  "p < 0.05)."]
     path.write_text("\n".join(lines) + "\n")
 
 

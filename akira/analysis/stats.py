@@ -291,7 +291,12 @@ def summed_hypergeom_pvalue(populations, n_as, n_bs, observed_total: int, n_sim:
 
 
 def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> dict:
-    """Two proportions k1/n1 vs k2/n2: Fisher's exact test (two-sided) and the odds ratio."""
+    """Two proportions k1/n1 vs k2/n2: Fisher's exact test (two-sided) and the sample odds ratio.
+
+    Every one of the n1 + n2 trials is taken as an independent, exchangeable draw. When the counts are sums
+    over strata with different base rates (e.g. the neurons of all layers), that is false and the p-value is
+    anti-conservative (and the direction can even reverse: Simpson's paradox); use `cmh_test` on the
+    per-stratum tables instead."""
     from scipy.stats import fisher_exact as _fisher
 
     table = [[k1, n1 - k1], [k2, n2 - k2]]
@@ -300,3 +305,106 @@ def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> dict:
     res = _fisher(table, alternative="two-sided")
     return {"odds_ratio": float(res[0]), "p_value": float(res[1]),
             "fraction_1": k1 / n1, "fraction_2": k2 / n2}
+
+
+# ------------------------------------------------------------------------------------------ stratified 2x2
+def _homogeneity_expected(r1: float, r2: float, c1: float, psi: float) -> float:
+    """The cell-(0,0) count of a 2x2 table with row sums r1, r2 and first column sum c1 whose odds ratio is
+    ``psi`` (0 < psi < inf, every margin > 0): the root of x (r2 - c1 + x) = psi (r1 - x)(c1 - x) strictly
+    inside its admissible range (the odds ratio rises from 0 to inf over it)."""
+    from scipy.optimize import brentq
+
+    lo, hi = max(0.0, c1 - r2), min(r1, c1)
+
+    def f(x: float) -> float:
+        return x * (r2 - c1 + x) - psi * (r1 - x) * (c1 - x)
+
+    return float(brentq(f, lo, hi, xtol=1e-12 * max(1.0, hi), rtol=1e-14, maxiter=200))
+
+
+def cmh_test(tables, correction: bool = True, alpha: float = 0.05, tarone: bool = True) -> dict:
+    """Cochran-Mantel-Haenszel test of a common odds ratio of 1 over K stratified 2x2 tables, the
+    Mantel-Haenszel common odds ratio with its Robins-Breslow-Greenland CI, and the Breslow-Day test that the
+    strata share one odds ratio.
+
+    tables: (K, 2, 2) (or one (2, 2)) non-negative counts; rows = the two groups, columns = (event, no event),
+    so an odds ratio > 1 means a higher event rate in row 0. Per stratum with cells a b / c d, n = a+b+c+d:
+
+    - CMH: X2 = (max(|sum a - sum E| - 0.5, 0) if ``correction`` else |sum a - sum E|)^2 / sum V, with
+      E = (a+b)(a+c)/n and V = (a+b)(c+d)(a+c)(b+d) / (n^2 (n-1)) (hypergeometric mean and variance of a
+      given the margins); p = P(chi2_1 >= X2), two-sided. The continuity correction is capped at the
+      deviation, as scipy's `chi2_contingency` does; R's `mantelhaen.test` gives the same whenever
+      |sum a - sum E| >= 0.5. With one stratum X2 = Yates' chi-square * (n-1)/n.
+    - Common odds ratio (Mantel-Haenszel): sum(a d / n) / sum(b c / n); 1 - alpha CI exp(log OR +- z se)
+      with the Robins-Breslow-Greenland (1986) variance of log OR (Woolf's 1/a+1/b+1/c+1/d for one stratum);
+      the CI is NaN when the estimate is 0 or inf.
+    - Breslow-Day: sum (a - A)^2 / Var(A) over the strata, A = the expected a under the common odds ratio
+      (`_homogeneity_expected`), Var(A) = 1 / (1/A + 1/B + 1/C + 1/D); minus Tarone's (1985) adjustment
+      (sum a - sum A)^2 / sum Var(A) when ``tarone``; chi2 with (informative strata - 1) df. A small p says
+      the odds ratio differs between strata: the common odds ratio then summarises unlike effects.
+
+    Strata with a zero margin carry no information on the association and are left out of everything
+    (n_strata counts the rest). This is a large-sample test: it needs enough events summed over strata, not
+    per stratum. It treats the units within a stratum as independent trials. References: Mantel & Haenszel
+    (1959); Agresti, Categorical Data Analysis (2002) 6.3; checked against R's `mantelhaen.test`.
+
+    Returns statistic, p_value, df (1), odds_ratio, odds_ratio_ci [lo, hi], ci_level, log_odds_ratio_se,
+    observed (sum a), expected (sum E), n_strata, breslow_day_statistic, breslow_day_p_value, breslow_day_df,
+    correction, tarone.
+    """
+    from scipy.stats import chi2, norm
+
+    t = np.asarray(tables, dtype=np.float64)
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.shape[1:] != (2, 2):
+        raise ValueError(f"tables: expected shape (K, 2, 2), got {t.shape}")
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise ValueError("tables: counts must be finite and non-negative")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: must be in (0, 1), got {alpha}")
+    a, b, c, d = t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1]
+    r1, r2, c1, c2 = a + b, c + d, a + c, b + d
+    ok = (r1 > 0) & (r2 > 0) & (c1 > 0) & (c2 > 0)
+    a, b, c, d, r1, r2, c1, c2 = (x[ok] for x in (a, b, c, d, r1, r2, c1, c2))
+    n = r1 + r2
+    nan = float("nan")
+    out = {"statistic": nan, "p_value": nan, "df": 1, "odds_ratio": nan, "odds_ratio_ci": [nan, nan],
+           "ci_level": 1.0 - alpha, "log_odds_ratio_se": nan, "observed": float(a.sum()),
+           "expected": nan, "n_strata": int(ok.sum()), "breslow_day_statistic": nan,
+           "breslow_day_p_value": nan, "breslow_day_df": max(int(ok.sum()) - 1, 0),
+           "correction": bool(correction), "tarone": bool(tarone)}
+    if not ok.any():
+        return out
+
+    expected = r1 * c1 / n
+    var = r1 * r2 * c1 * c2 / (n ** 2 * (n - 1))
+    dev = abs(float(a.sum() - expected.sum()))
+    if correction:
+        dev = max(dev - 0.5, 0.0)
+    stat = dev ** 2 / float(var.sum())
+    out.update(statistic=stat, p_value=float(chi2.sf(stat, 1)), expected=float(expected.sum()))
+
+    R, S = a * d / n, b * c / n
+    sr, ss = float(R.sum()), float(S.sum())
+    if sr == 0.0 and ss == 0.0:
+        return out
+    odds = sr / ss if ss > 0 else float("inf")
+    out["odds_ratio"] = odds
+    if not (sr > 0 and ss > 0):
+        return out
+    P, Q = (a + d) / n, (b + c) / n
+    v = ((P * R).sum() / (2 * sr ** 2) + (P * S + Q * R).sum() / (2 * sr * ss) + (Q * S).sum() / (2 * ss ** 2))
+    se = math.sqrt(float(v))
+    z = float(norm.ppf(1.0 - alpha / 2))
+    out.update(log_odds_ratio_se=se,
+               odds_ratio_ci=[math.exp(math.log(odds) - z * se), math.exp(math.log(odds) + z * se)])
+
+    if a.size >= 2:
+        ea = np.array([_homogeneity_expected(*m, odds) for m in zip(r1, r2, c1)])
+        va = 1.0 / (1.0 / ea + 1.0 / (r1 - ea) + 1.0 / (c1 - ea) + 1.0 / (r2 - c1 + ea))
+        bd = float(((a - ea) ** 2 / va).sum())
+        if tarone:
+            bd -= float((a.sum() - ea.sum()) ** 2 / va.sum())
+        out.update(breslow_day_statistic=bd, breslow_day_p_value=float(chi2.sf(bd, a.size - 1)))
+    return out
