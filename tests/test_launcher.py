@@ -234,6 +234,52 @@ def test_gpu_pool_sweep_failures_and_rerun(tmp_path):
     assert json.loads((sweep / "gpu_pool.json").read_text())["jobs"] == jobs2
 
 
+# a job's stand-in for train.py (hydra.launcher.script): data.grid < 8 fails at run time as in train.py (exit 2),
+# unless FAKE_MIN_GRID allows it; writes run.json like a run (status, overrides) for skip/resume
+FAKE_APP = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    args = sys.argv[1:]
+    run_dir = Path(next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")).strip("'\\""))
+    task = [a for a in args if not a.startswith("hydra.")]
+    grid = int(next(a.split("=", 1)[1] for a in task if a.startswith("data.grid=")))
+    ok = grid >= int(os.environ.get("FAKE_MIN_GRID", "8"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = {"status": "completed" if ok else "config_error", "exit_code": 0 if ok else 2, "overrides": task}
+    (run_dir / "run.json").write_text(json.dumps(status))
+    if not ok:
+        print(f"akira: config error: data.grid: must be >= 8 (got {grid})", file=sys.stderr)
+    sys.exit(0 if ok else 2)
+""")
+
+
+def test_a_failed_job_does_not_stop_later_batches(tmp_path):
+    """hydra.sweeper.max_batch_size=1: the sweeper calls the launcher once per job; the first job fails, the
+    others still run, and the sweep ends with the whole sweep's table and exit 1 naming the failed job."""
+    app, sweep = tmp_path / "app.py", tmp_path / "sweep"
+    app.write_text(FAKE_APP)
+    args = [*[o for o in JOB if not o.startswith("data.grid=")], "data.grid=4,16,12", "hydra/launcher=gpu_pool",
+            "hydra.launcher.gpus=[]", f"hydra.launcher.script={app}", "hydra.sweeper.max_batch_size=1",
+            f"hydra.sweep.dir={sweep}"]
+    first = _multirun(args, timeout=120)
+    assert first.returncode == 1, first.stderr[-3000:]
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith("akira: error: 1 of 3 sweep jobs failed: #0 0_data.grid=4 (failed, exit 2)"), last
+    assert "data.grid: must be >= 8 (got 4)" in last
+    assert "gpu_pool: 3 job(s): 2 completed, 1 failed" in first.stdout  # the whole sweep's table at the end
+    jobs = json.loads((sweep / "gpu_pool.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["failed", "completed", "completed"]
+    # named by the swept key although each batch holds one job (the same dirs as without batches)
+    assert [Path(j["job_dir"]).name for j in jobs] == ["0_data.grid=4", "1_data.grid=16", "2_data.grid=12"]
+
+    # re-run into the same dir, batch by batch: the finished jobs are skipped, the failed one resumes
+    second = _multirun(args, timeout=120, env={"FAKE_MIN_GRID": "4"})
+    assert second.returncode == 0, second.stderr[-3000:]
+    jobs = json.loads((sweep / "gpu_pool.json").read_text())["jobs"]
+    assert [(j["status"], j["resumed"]) for j in jobs] == [("completed", True), ("skipped", False),
+                                                           ("skipped", False)]
+
+
 def test_sweep_ablations_is_ten_jobs_named_by_overrides(tmp_path):
     sweep = tmp_path / "study"
     done = _multirun(["experiment=sweep_ablations", "trainer=gpu", "hydra.launcher.gpus=[0,1,2,3]",

@@ -2,7 +2,13 @@
 overrides into child commands `python <app script> <overrides> hydra.run.dir=<job dir> hydra.job.num=<n>`,
 skip jobs finished in an earlier run of the same sweep, resume the others with `ckpt_path=last`, run them on
 the GPU pool and return Hydra `JobReturn`s (a failed job's return value is one `RunFailed` summarising every
-failure, which Hydra's sweeper raises after all jobs ended, so `train.py -m` exits non-zero).
+failure of the sweep so far).
+
+A sweeper may call the launcher once per batch (`hydra.sweeper.max_batch_size`): `SweepHistory` keeps every
+batch's results, and `end_sweep` (called by akira's `grid`/`study` sweepers after the last batch, which run every
+batch whatever failed) prints the whole sweep's table and returns the `RunFailed` naming every failed job, which
+the sweeper raises so `train.py -m` exits non-zero. Hydra's own BasicSweeper (`hydra/sweeper=basic`) raises a
+failed job's `RunFailed` after its batch instead, and runs no later batch.
 """
 from __future__ import annotations
 
@@ -12,13 +18,14 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, setup_globals
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from akira.config.errors import ConfigError
@@ -43,6 +50,41 @@ log = logging.getLogger(__name__)
 # master hydra overrides that concern the sweep itself, not a job
 _SWEEP_ONLY = ("hydra/launcher", "hydra/sweeper", "hydra.launcher", "hydra.sweeper", "hydra.sweep", "hydra.run",
                "hydra.mode", "hydra.job.num", "hydra.job.id")
+
+
+@dataclass
+class SweepHistory:
+    """Every job the launcher ran (or planned, skipped) in this sweep, over all of the sweeper's batches."""
+
+    results: dict[int, JobResult] = field(default_factory=dict)
+    batches: int = 0
+    log_name: str = "stdout.log"
+    sweep_dir: Path | None = None
+
+    def add(self, results: Sequence[JobResult], sweep_dir: Path, log_name: str) -> None:
+        self.batches += 1
+        self.sweep_dir, self.log_name = sweep_dir, log_name
+        self.results.update({r.num: r for r in results})
+
+    def all(self) -> list[JobResult]:
+        return [self.results[k] for k in sorted(self.results)]
+
+    def failure(self) -> Exception | None:
+        """One `RunFailed` naming every failed job of the sweep so far (None if none failed)."""
+        results = self.all()
+        if all(r.ok for r in results):
+            return None
+        from akira.cli import RunFailed
+
+        return RunFailed(_failure_summary(results, self.log_name))
+
+
+def end_sweep(history: SweepHistory) -> Exception | None:
+    """After a sweeper's last batch: the whole sweep's status table (when it ran in several batches, each of
+    which printed its own) and the sweep's failure, if any."""
+    if history.batches > 1:
+        print(format_table(history.all(), history.sweep_dir), flush=True)
+    return history.failure()
 
 
 @dataclass
@@ -113,9 +155,30 @@ def _too_long(path: Path) -> bool:
         re.search(r"~[0-9a-f]{10}$", path.name))
 
 
-def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[str]]) -> str:
-    """`<num>_<overrides that differ between the batch's jobs>` (hashed if still too long): the job dir name
-    when `hydra.sweep.subdir` gives a name over the file system's limit (many command-line overrides)."""
+def swept_keys(config: DictConfig, hydra_context=None) -> set[str]:
+    """The keys the sweep varies: sweep overrides (`a=1,2`) on the command line or in `hydra.sweeper.params`."""
+    loader = getattr(hydra_context, "config_loader", None)
+    parser = OverridesParser.create(config_loader=loader)
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    items = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    items += [f"{k}={v}" for k, v in params.items()]
+    keys = set()
+    for item in items:
+        try:
+            override = parser.parse_overrides([item])[0]
+        except HydraException:  # the sweeper parses (and rejects) them itself
+            continue
+        if override.is_sweep_override():
+            keys.add(override.key_or_group)
+    return keys
+
+
+def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[str]],
+                 swept: set[str] | frozenset[str] = frozenset()) -> str:
+    """`<num>_<overrides of the swept keys, or that differ between the batch's jobs>` (hashed if still too long):
+    the job dir name when `hydra.sweep.subdir` gives a name over the file system's limit (many command-line
+    overrides). `swept` (`swept_keys`) keeps a job's name the same whatever batch it runs in
+    (`hydra.sweeper.max_batch_size`), so a re-run with other batches still finds its earlier attempt."""
     import hashlib
 
     def values(job):
@@ -123,7 +186,7 @@ def short_subdir(num: int, overrides: Sequence[str], batch: Sequence[Sequence[st
 
     per_job = [values(job) for job in batch]
     mine = values(overrides)
-    varying = sorted(o for k, o in mine.items() if len({pj.get(k) for pj in per_job}) > 1)
+    varying = sorted(o for k, o in mine.items() if k in swept or len({pj.get(k) for pj in per_job}) > 1)
     name = f"{num}_{','.join(varying)}" if varying else str(num)
     if len(name.encode()) > NAME_MAX:
         digest = hashlib.sha1(",".join(sorted(overrides)).encode()).hexdigest()[:12]
@@ -161,7 +224,9 @@ def _failure_summary(results: Sequence[JobResult], log_name: str) -> str:
 
 
 def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int) -> list[JobReturn]:
+           initial_job_idx: int, history: SweepHistory | None = None) -> list[JobReturn]:
+    """Run one batch of the sweep; `history` collects the batches of one sweep (a fresh one: this batch only)."""
+    history = SweepHistory() if history is None else history
     setup_globals()
     master_hydra = HydraConfig.instance().cfg
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
@@ -170,13 +235,14 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
     base_cmd = app_command(opts.script, cwd)
     hydra_passthrough = passthrough_hydra_overrides(config)
 
-    specs, job_cfgs = [], {}
+    specs, job_cfgs, swept = [], {}, None
     try:
         for i, overrides in enumerate(job_overrides):
             num = initial_job_idx + i
             job_dir, job_cfg = job_dir_of(hydra_context, config, overrides, num, sweep_dir)
             if _too_long(job_dir):
-                short = sweep_dir / short_subdir(num, overrides, job_overrides)
+                swept = swept_keys(config, hydra_context) if swept is None else swept
+                short = sweep_dir / short_subdir(num, overrides, job_overrides, swept)
                 log.warning(f"gpu_pool: job {num}: directory name over {NAME_MAX} bytes; using {short.name}")
                 job_dir = short
             job_cfgs[num] = job_cfg
@@ -213,6 +279,7 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
         results = [JobResult(num=s.num, overrides=s.overrides, job_dir=str(s.job_dir), command=s.command,
                              status="skipped" if s.skip else PLANNED, resumed=s.resume) for s in specs]
         write_state(sweep_dir, results, {**meta, "dry_run": True}, name=DRY_RUN_FILE)
+        history.add(results, sweep_dir, opts.log_name)
         print(format_table(results, sweep_dir), flush=True)
         for s in specs:
             print(f"  #{s.num}: {' '.join(s.overrides)}", flush=True)
@@ -233,11 +300,8 @@ def launch(opts: LauncherOptions, hydra_context, config: DictConfig, job_overrid
         print(format_table(exc.results, sweep_dir), file=sys.stderr, flush=True)
         raise
     print(format_table(results, sweep_dir), flush=True)
-    failure = None
-    if any(not r.ok for r in results):
-        from akira.cli import RunFailed
-
-        failure = RunFailed(_failure_summary(results, opts.log_name))
+    history.add(results, sweep_dir, opts.log_name)
+    failure = history.failure() if any(not r.ok for r in results) else None
     return [_job_return(r, job_cfgs[r.num], failure) for r in results]
 
 

@@ -1,5 +1,6 @@
 """Config schemas of the plugins, registered in Hydra's ConfigStore (`hydra/launcher=gpu_pool`,
-`hydra/sweeper=study`). Imported when Hydra scans `hydra_plugins`: keep it free of heavy imports.
+`hydra/sweeper=grid`, `hydra/sweeper=study`). Imported when Hydra scans `hydra_plugins`: keep it free of heavy
+imports.
 No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in sys.modules.
 """
 # OmegaConf schemas need typing's Optional/Dict (no `X | None`):
@@ -42,9 +43,21 @@ class GpuPoolLauncherConf:
 
 
 @dataclass
+class GridSweeperConf:
+    """Hydra's basic (grid) sweeper, except that a failed job does not stop later batches
+    (`max_batch_size`): every batch runs, then the sweep fails naming every failed job."""
+
+    _target_: str = "hydra_plugins.akira_gpu_pool.grid_sweeper.GridSweeper"
+    # jobs per launcher call (null: all at once)
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+@dataclass
 class StudySweeperConf:
     """Hydra's basic (grid) sweeper, except that `params` over a config group replace the command line's
-    single choice of that group (the `experiment=sweep_ablations` that loaded the params)."""
+    single choice of that group (the `experiment=sweep_ablations` that loaded the params). Failed jobs do not
+    stop later batches, as with `grid`."""
 
     _target_: str = "hydra_plugins.akira_gpu_pool.study_sweeper.StudySweeper"
     max_batch_size: Optional[int] = None
@@ -52,4 +65,5 @@ class StudySweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="gpu_pool", node=GpuPoolLauncherConf, provider="akira")
+ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="akira")
 ConfigStore.instance().store(group="hydra/sweeper", name="study", node=StudySweeperConf, provider="akira")

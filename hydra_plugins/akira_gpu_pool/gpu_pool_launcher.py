@@ -16,6 +16,7 @@ class GpuPoolLauncher(Launcher):
 
         plain = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in params.items()}
         self.options = LauncherOptions(**plain)
+        self.history: Any = None  # the sweep's results over all batches (akira.launch.hydra_launch.SweepHistory)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -26,7 +27,16 @@ class GpuPoolLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from akira.launch.hydra_launch import launch
+        from akira.launch.hydra_launch import SweepHistory, launch
 
         assert self.config is not None and self.hydra_context is not None
-        return launch(self.options, self.hydra_context, self.config, job_overrides, initial_job_idx)
+        if self.history is None:
+            self.history = SweepHistory()
+        return launch(self.options, self.hydra_context, self.config, job_overrides, initial_job_idx, self.history)
+
+    def end_sweep(self) -> Exception | None:
+        """Called by akira's sweepers after the last batch: prints the whole sweep's table (several batches) and
+        returns the error naming every failed job, or None."""
+        from akira.launch.hydra_launch import end_sweep
+
+        return None if self.history is None else end_sweep(self.history)

@@ -1,4 +1,5 @@
-"""`hydra/sweeper=study`: Hydra's grid sweeper for a study defined in config.
+"""`hydra/sweeper=study`: the grid sweeper (`grid_sweeper.GridSweeper`: failed jobs do not stop later batches)
+for a study defined in config.
 
 A study config selected on the command line (`experiment=sweep_ablations`) can sweep the very group that
 selected it (`hydra.sweeper.params.experiment: lm_baseline,ablation_full,...`): the command line's single
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf, open_dict, read_write
 
+from hydra_plugins.akira_gpu_pool.grid_sweeper import GridSweeper
 
-class StudySweeper(BasicSweeper):
+
+class StudySweeper(GridSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
