@@ -253,6 +253,7 @@ FAKE_APP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # ~25-30 s of subprocess runs on 2 cores
 def test_a_failed_job_does_not_stop_later_batches(tmp_path):
     """hydra.sweeper.max_batch_size=1: the sweeper calls the launcher once per job; the first job fails, the
     others still run, and the sweep ends with the whole sweep's table and exit 1 naming the failed job."""

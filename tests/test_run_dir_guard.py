@@ -49,6 +49,7 @@ def finished(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow   # ~25-30 s of subprocess runs on 2 cores
 def test_fresh_train_and_eval_into_a_finished_run_fail_before_writing_anything(finished):
     before = _snapshot(finished)
     # train.py: refused by the Hydra callback, before Hydra writes .hydra/ or train.log
@@ -121,6 +122,7 @@ def test_a_fresh_start_over_an_unfinished_run_keeps_its_record(tmp_path):
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow   # ~25-30 s of subprocess runs on 2 cores
 def test_sweep_without_skip_or_resume_fails_the_finished_job_and_keeps_its_record(tmp_path):
     """gpu_pool with skip_completed=false resume=false re-runs a completed job fresh: the job fails with the
     error line (the sweep summary quotes it) and its record is unchanged (stdout.log is appended to)."""
