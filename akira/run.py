@@ -22,7 +22,7 @@ from akira.config import ConfigError
 from akira.config.nodes import target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
-from akira.rundir import check_run_dir, is_rank_zero_env, is_resume, keep_earlier_record
+from akira.rundir import guard_run_dir, is_rank_zero_env, keep_earlier_record
 from akira.runinfo import keep_metrics_csv, read_json_dict, start_info, write_json_atomic
 from akira.tasks.optim import param_group_members, param_group_summary
 
@@ -202,11 +202,6 @@ def _traceback_to_log_file(exc: BaseException) -> None:
             handler.handle(record)
 
 
-def _is_rank_zero() -> bool:
-    """Before the Trainer exists: Lightning's DDP launcher starts ranks > 0 with RANK/LOCAL_RANK/NODE_RANK set."""
-    return is_rank_zero_env()
-
-
 class _SigintRecorder:
     """Ctrl-C behaves as by default (KeyboardInterrupt) but is remembered for the run's status; SIGTERM (a
     scheduler's or `kill`'s stop) does the same, so a run stopped outside Lightning's own handlers (data setup,
@@ -244,14 +239,11 @@ def _run(cfg: DictConfig, fit: bool) -> dict[str, Any]:
 
 def _run_recording(cfg: DictConfig, fit: bool, sigint: _SigintRecorder) -> dict[str, Any]:
     output_dir = _output_dir()
-    rank_zero = _is_rank_zero()
-    if rank_zero:   # before anything is written: never overwrite a finished run's record (akira.rundir)
-        guard = {"fit": fit, "train": bool(OmegaConf.select(cfg, "train", default=True)),
-                 "ckpt_path": OmegaConf.select(cfg, "ckpt_path", default=None)}
-        check_run_dir(output_dir, **guard)
-        if not is_resume(output_dir, **guard):
-            for kept in keep_earlier_record(output_dir):
-                log.info("kept the earlier attempt's record as %s", kept)
+    rank_zero = is_rank_zero_env()
+    # before anything is written: never overwrite a finished run's record (akira.rundir)
+    if rank_zero and not guard_run_dir(output_dir, cfg, fit=fit):
+        for kept in keep_earlier_record(output_dir):
+            log.info("kept the earlier attempt's record as %s", kept)
     info = start_info(ROOT, output_dir, cfg.seed, _overrides(), cfg.task_name)
     write = (lambda: write_json_atomic(output_dir / "run.json", info)) if rank_zero else (lambda: None)
     write()
@@ -305,7 +297,7 @@ def _build_and_run(cfg: DictConfig, output_dir: Path, info: dict, fit: bool, wri
     write_info()
 
     callbacks = build_callbacks(cfg)
-    if _is_rank_zero():
+    if is_rank_zero_env():
         keep_metrics_csv(output_dir)   # a resumed or re-entered run: the CSV logger would delete the earlier rows
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)

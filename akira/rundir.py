@@ -58,12 +58,13 @@ def is_resume(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: 
     return path.is_file() and path.resolve().is_relative_to(d.resolve())
 
 
-def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: Any) -> None:
+def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: Any) -> bool:
     """Raise a `ConfigError` (key `hydra.run.dir`) when a run that is not a resume of the directory's run
-    would overwrite the record of a finished run there."""
+    would overwrite the record of a finished run there. Returns whether the run is such a resume (`is_resume`)."""
+    resume = is_resume(run_dir, fit=fit, train=train, ckpt_path=ckpt_path)
     what = finished_record(run_dir)
-    if what is None or is_resume(run_dir, fit=fit, train=train, ckpt_path=ckpt_path):
-        return
+    if what is None or resume:
+        return resume
     d = Path(run_dir)
     in_sweep = bool(os.environ.get(SWEEP_DIR_ENV))
     elsewhere = "choose another hydra.sweep.dir" if in_sweep else "choose another hydra.run.dir"
@@ -79,6 +80,15 @@ def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_pa
     hint = f" and pass ckpt_path={ckpt}" if ckpt.is_file() else ""
     raise ConfigError("hydra.run.dir", f"{d} holds {what}; evaluating there would overwrite its record: leave out "
                       f"hydra.run.dir (the evaluation gets a run dir of its own){hint}")
+
+
+def guard_run_dir(run_dir: str | os.PathLike, config: Any, *, fit: bool) -> bool:
+    """`check_run_dir` for a run of ``config`` (train.py / eval.py: its `train` and `ckpt_path`); returns whether
+    the run resumes the directory's run."""
+    from omegaconf import OmegaConf
+
+    return check_run_dir(run_dir, fit=fit, train=bool(OmegaConf.select(config, "train", default=True)),
+                         ckpt_path=OmegaConf.select(config, "ckpt_path", default=None))
 
 
 def keep_earlier_record(run_dir: str | os.PathLike) -> list[Path]:
@@ -120,9 +130,7 @@ class RunDirGuard(Callback):
         if run_dir is None:
             return
         try:
-            check_run_dir(os.path.abspath(str(run_dir)), fit=self.fit,
-                          train=bool(OmegaConf.select(config, "train", default=True)),
-                          ckpt_path=OmegaConf.select(config, "ckpt_path", default=None))
+            guard_run_dir(os.path.abspath(str(run_dir)), config, fit=self.fit)
         except ConfigError as exc:
             from akira.cli import StopBeforeRun
 

@@ -21,12 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from band_mlp_tune import problem, time_ms  # noqa: E402  (benchmarks/, this script's directory)
+
 from akira.models.lm import band_mlp_kernel as bk  # noqa: E402
-from akira.models.lm import lm_preset  # noqa: E402
-from akira.models.lm.params import band_hidden_sizes  # noqa: E402
 
 tl, triton = bk.tl, bk.triton
-WIDTHS = (128, 96, 80, 64, 64, 48, 32)
 
 if triton is not None:
     @triton.jit
@@ -73,45 +72,18 @@ VARIANTS = {"current": None, "libdevice": ("_libdevice", "_libdevice_grad"), "ta
             "relu": ("_relu", "_relu_grad"), "identity": ("_identity", "_identity_grad")}
 
 
-def time_ms(fn, reps: int = 30) -> float:
-    """Mean ms of fn() over reps calls after 3 warm-up calls (CUDA events around the batch)."""
-    for _ in range(3):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
-
-
 def measure(variant: str, n: int) -> dict[str, float]:
     """ms per kernel per launch group ("<BD>/<kernel>"), per kernel summed over groups, and the total."""
     if VARIANTS[variant]:
         fwd, grad = VARIANTS[variant]
         bk._gelu, bk._gelu_and_grad = globals()[fwd], globals()[grad]   # before the first compile
-    d, dev = sum(WIDTHS), torch.device("cuda")
-    hidden = band_hidden_sizes(lm_preset("band", band_widths=WIDTHS, d_model=d, params_matched=True))
-    pairs = tuple(zip(WIDTHS, hidden))
-    tw, th = sum(a * b for a, b in pairs), sum(hidden)
-    bf = {"dtype": torch.bfloat16, "device": dev}
-    x, dy = torch.randn(n, d, **bf), torch.randn(n, d, **bf)
-    w1f, w2tf, b1f = torch.randn(tw, **bf) * 0.05, torch.randn(tw, **bf) * 0.05, torch.zeros(th, **bf)
-    y, dx = torch.empty_like(x), torch.empty_like(x)
-    splits = bk.CONFIG["dw_splits"]
-    f32 = {"dtype": torch.float32, "device": dev}
-    p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
+    _, pairs, launch = problem(True, n, torch.device("cuda"))
     out: dict[str, float] = {}
-    for g in bk._launch_groups(pairs, dev):
-        bd = g["BD"]
-        out[f"{bd}/fwd"] = time_ms(lambda g=g: bk.launch_fwd(g, x, w1f, b1f, w2tf, y, x, 0.0, pairs,
-                                                             bk.launch_config("fwd", g["BD"])))
-        out[f"{bd}/dx"] = time_ms(lambda g=g: bk.launch_dx(g, x, dy, w1f, b1f, w2tf, dx, x, 0.0, pairs,
-                                                           bk.launch_config("dx", g["BD"])))
-        out[f"{bd}/dw"] = time_ms(lambda g=g: bk.launch_dw(g, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, x, 0.0,
-                                                           pairs, bk.launch_config("dw", g["BD"])))
-    for k in ("fwd", "dx", "dw"):
+    for g in bk._launch_groups(pairs, torch.device("cuda")):
+        for kernel, run in launch.items():
+            out[f"{g['BD']}/{kernel}"] = time_ms(lambda g=g, kernel=kernel, run=run: run(
+                g, bk.launch_config(kernel, g["BD"])), reps=30)
+    for k in launch:
         out[k] = sum(v for key, v in out.items() if key.endswith("/" + k))
     out["total"] = out["fwd"] + out["dx"] + out["dw"]
     return out

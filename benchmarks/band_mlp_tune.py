@@ -55,7 +55,9 @@ def _measure(fn, bd: int, kernel: str, cfg: dict, reps: int, rows: list) -> floa
     return ms
 
 
-def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
+def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tuple, dict]:
+    """The seed widths' band MLP (params-matched or e = 4) on n random bf16 tokens: its hidden sizes, its (d, h)
+    pairs and, per kernel ("fwd", "dx", "dw"), a function (launch group, setting) that launches it once."""
     d = sum(WIDTHS)
     hidden = band_hidden_sizes(lm_preset("band", band_widths=WIDTHS, d_model=d, params_matched=matched))
     pairs = tuple(zip(WIDTHS, hidden))
@@ -73,6 +75,11 @@ def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
         "fwd": lambda grp, cfg: bk.launch_fwd(grp, x, w1f, b1f, w2tf, y, x, 0.0, pairs, cfg),
         "dx": lambda grp, cfg: bk.launch_dx(grp, x, dy, w1f, b1f, w2tf, dx, x, 0.0, pairs, cfg),
         "dw": lambda grp, cfg: bk.launch_dw(grp, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, x, 0.0, pairs, cfg)}
+    return list(hidden), pairs, launch
+
+
+def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
+    hidden, pairs, launch = problem(matched, n, device)
     rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
     for grp in bk._launch_groups(pairs, device):
         bd = grp["BD"]
@@ -92,9 +99,9 @@ def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
             default_ms += ms_default or 0.0
             best_ms += best[0]
             tuned.setdefault(bd, {}).update({bk.KERNELS[kernel] + k: v for k, v in best[1].items()})
-    summary = {"matched": matched, "hidden": list(hidden), "tokens": n, "default_ms": default_ms,
+    summary = {"matched": matched, "hidden": hidden, "tokens": n, "default_ms": default_ms,
                "tuned_ms": best_ms}
-    print(f"\nexpansion {sum(hidden) / d:.1f}: sum over groups and kernels, default settings {default_ms:.3f} ms, "
+    print(f"\nexpansion {sum(hidden) / sum(WIDTHS):.1f}: sum over groups and kernels, default settings {default_ms:.3f} ms, "
           f"fastest per group {best_ms:.3f} ms\nTUNED = {json.dumps(tuned)}\n", flush=True)
     return {"summary": summary, "tuned": tuned, "rows": rows}
 
