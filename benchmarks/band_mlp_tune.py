@@ -56,25 +56,27 @@ def _measure(fn, bd: int, kernel: str, cfg: dict, reps: int, rows: list) -> floa
 
 
 def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tuple, dict]:
-    """The seed widths' band MLP (params-matched or e = 4) on n random bf16 tokens: its hidden sizes, its (d, h)
-    pairs and, per kernel ("fwd", "dx", "dw"), a function (launch group, setting) that launches it once."""
+    """The seed widths' band MLP (params-matched or e = 4) with its band LayerNorms on n random tokens of an fp32
+    residual stream and bf16 weights (as in the model under bf16 autocast): its hidden sizes, its (d, h) pairs
+    and, per kernel ("fwd", "dx", "dw"), a function (launch group, setting) that launches it once."""
     d = sum(WIDTHS)
     hidden = band_hidden_sizes(lm_preset("band", band_widths=WIDTHS, d_model=d, params_matched=matched))
     pairs = tuple(zip(WIDTHS, hidden))
     tw, th = sum(a * b for a, b in pairs), sum(hidden)
     g = torch.Generator(device=device).manual_seed(0)
-    bf = {"dtype": torch.bfloat16, "device": device}
-    x, dy = torch.randn(n, d, generator=g, **bf), torch.randn(n, d, generator=g, **bf)
+    bf, f32 = {"dtype": torch.bfloat16, "device": device}, {"dtype": torch.float32, "device": device}
+    x, dy = torch.randn(n, d, generator=g, **f32), torch.randn(n, d, generator=g, **bf)
     w1f, w2tf = torch.randn(tw, generator=g, **bf) * 0.05, torch.randn(tw, generator=g, **bf) * 0.05
-    b1f = torch.zeros(th, **bf)
-    y, dx = torch.empty_like(x), torch.empty_like(x)
+    ops = bk.Operands(x, w1f, torch.zeros(th, **bf), w2tf, torch.ones(d, **f32), torch.zeros(d, **f32), 1e-5, x,
+                      0.0, pairs)
+    y, xn, dx = torch.empty_like(dy), torch.empty_like(dy), torch.empty_like(x)
     splits = bk.CONFIG["dw_splits"]
-    f32 = {"dtype": torch.float32, "device": device}
     p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
+    p_lnw, p_lnb = torch.zeros(-(-n // 32), d, **f32), torch.zeros(-(-n // 32), d, **f32)
     launch = {
-        "fwd": lambda grp, cfg: bk.launch_fwd(grp, x, w1f, b1f, w2tf, y, x, 0.0, pairs, cfg),
-        "dx": lambda grp, cfg: bk.launch_dx(grp, x, dy, w1f, b1f, w2tf, dx, x, 0.0, pairs, cfg),
-        "dw": lambda grp, cfg: bk.launch_dw(grp, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, x, 0.0, pairs, cfg)}
+        "fwd": lambda grp, cfg: bk.launch_fwd(grp, ops, y, xn, cfg),
+        "dx": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg),
+        "dw": lambda grp, cfg: bk.launch_dw(grp, ops, xn, dy, p_w1, p_b1, p_w2t, cfg)}
     return list(hidden), pairs, launch
 
 

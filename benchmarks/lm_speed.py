@@ -182,8 +182,10 @@ def release(device: torch.device, compiled: bool) -> None:
         torch._dynamo.reset()
 
 
-def profile_steps(step, device: torch.device, arm: str, n: int = 3) -> None:
-    """Print the kernels that take the most device time over ``n`` steps."""
+def profile_steps(step, device: torch.device, arm: str, n: int = 3, rows: int = 45) -> None:
+    """Print the kernels that take the most device time over ``n`` steps: one line per kernel name, ms per step
+    (GPU kernels only; on CPU the operator table)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -192,9 +194,21 @@ def profile_steps(step, device: torch.device, arm: str, n: int = 3) -> None:
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"\n## profile of {arm} ({n} steps)\n", prof.key_averages().table(sort_by=key, row_limit=30),
-          flush=True)
+    if device.type != "cuda":
+        print(f"\n## profile of {arm} ({n} steps)\n", prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                              row_limit=rows), flush=True)
+        return
+    per_kernel: dict[str, list[float]] = {}
+    for ev in prof.events():
+        if ev.device_type == DeviceType.CUDA:
+            t = per_kernel.setdefault(ev.name, [0.0, 0])
+            t[0], t[1] = t[0] + ev.device_time_total / 1e3 / n, t[1] + 1
+    total = sum(t for t, _ in per_kernel.values())
+    lines = [f"\n## profile of {arm}: GPU kernels, ms per step (mean of {n} steps; total {total:.2f} ms)",
+             "| ms/step | % | launches/step | kernel |", "|---|---|---|---|"]
+    for name, (t, k) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:rows]:
+        lines.append(f"| {t:.3f} | {100 * t / total:.1f} | {k / n:g} | {name[:110]} |")
+    print("\n".join(lines), flush=True)
 
 
 def _time_fwd_bwd(fn, inputs: list[torch.Tensor], args, device: torch.device) -> float:

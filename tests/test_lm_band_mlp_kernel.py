@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from akira.models.lm import BandMLP, Transformer, band_mlp_kernel, lm_preset
+from akira.models.lm import BandLayerNorm, BandMLP, Transformer, band_mlp_kernel, lm_preset
 from tests.conftest import KERNEL_DEVICE as DEVICE
 from tests.conftest import needs_triton, without_triton
 
@@ -55,6 +55,41 @@ def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatc
     for name in gp0:
         torch.testing.assert_close(gp1[name], gp0[name], atol=1e-4, rtol=1e-4, msg=name)
     assert gp1["w1.2"].abs().max() == 0  # the ablated band gets no gradient
+
+
+@needs_triton
+@pytest.mark.parametrize("widths,hidden,bias", [
+    ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True),
+    ((32, 16, 48), (96, 48, 144), False)])             # aligned widths, LayerNorm without bias, no MLP biases
+def test_fused_layer_norm_equals_band_layer_norm_then_loop(widths, hidden, bias, monkeypatch):
+    """``norm=`` (the band LayerNorm applied inside the kernels, on the residual stream): values and gradients of
+    the input, the MLP and the LayerNorm parameters equal BandLayerNorm followed by the per-band loop."""
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dx_block_m", 32)   # LayerNorm partials over several dx blocks
+    ref, fused = _pair(widths, hidden, bias)
+    norms = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        norm = BandLayerNorm(widths, eps=1e-5, bias=bias).to(DEVICE)
+        for p in norm.parameters():
+            p.data.normal_(1.0 if p is norm.weight[0] else 0.0, 0.5)
+        norms.append(norm)
+    x = 3 * torch.randn(3, 47, sum(widths), device=DEVICE) + torch.linspace(-2, 2, sum(widths), device=DEVICE)
+    gy = torch.randn_like(x)
+    outs = []
+    for m, norm in zip((ref, fused), norms):
+        xi = x.clone().requires_grad_()
+        y = m(xi, ablate_band=1, norm=norm)
+        y.backward(gy)
+        grads = {n: p.grad for n, p in [*m.named_parameters(), *norm.named_parameters(prefix="ln")]}
+        outs.append((y.detach(), xi.grad, grads))
+    (y0, gx0, gp0), (y1, gx1, gp1) = outs
+    torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(gx1, gx0, atol=1e-4, rtol=1e-4)
+    assert gp1.keys() == gp0.keys() and any(n.startswith("ln.") for n in gp0)
+    for name in gp0:
+        torch.testing.assert_close(gp1[name], gp0[name], atol=1e-4, rtol=1e-4, msg=name)
+    assert gp1["ln.weight.1"].abs().max() == 0   # the ablated band's norm gets no gradient either
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="bf16 autocast and torch.compile on the GPU")
@@ -178,12 +213,19 @@ def test_opcheck_fake_and_autograd_registrations(bias):
     w1f = torch.cat([w.reshape(-1) for w in w1]).detach().requires_grad_()
     w2tf = torch.cat([w.t().reshape(-1) for w in w2]).detach().requires_grad_()
     b1f = torch.cat(b1).detach().requires_grad_() if bias else None
-    for seed, p in ((None, 0.0), (torch.tensor([7], device=DEVICE), 0.2)):
-        torch.library.opcheck(torch.ops.akira.band_mlp_packed.default, (x, w1f, b1f, w2tf, seed, p, dims))
+    lnw, lnb = torch.randn(24, device=DEVICE, requires_grad=True), torch.randn(24, device=DEVICE, requires_grad=True)
+
+    def detach(a):
+        return a.detach() if isinstance(a, torch.Tensor) else a
+    for seed, p, norm in ((None, 0.0, (None, None)), (torch.tensor([7], device=DEVICE), 0.2, (lnw, None)),
+                          (None, 0.0, (lnw, lnb))):
+        args = (w1f, b1f, w2tf, *norm, 1e-5, seed, p, dims)
+        torch.library.opcheck(torch.ops.akira.band_mlp_packed.default, (x, *args))
         dy = torch.randn(7, 24, device=DEVICE)
+        _, xn = torch.ops.akira.band_mlp_packed(x.detach(), *[detach(a) for a in args])
+        rows = band_mlp_kernel._partial_rows(7, dims, w1f.dtype)
         torch.library.opcheck(torch.ops.akira.band_mlp_packed_backward.default,
-                              (dy, x.detach(), w1f.detach(), None if b1f is None else b1f.detach(),
-                               w2tf.detach(), seed, p, dims))
+                              (dy, x.detach(), xn, *[detach(a) for a in args], rows))
 
 
 def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypatch):
@@ -230,3 +272,54 @@ def test_kernel_gelu_and_its_derivative_match_the_exact_erf_form():
         assert ((gelu.double() - want_g).abs() - ulp2 * want_g.abs()).max() < 2.5e-7
     assert ((d.double() - want_d).abs() - ulp2 * want_d.abs()).max() < 2e-7
     assert g[p < -6].abs().max() < 1e-8 and (g[p > 6] - p[p > 6]).abs().max() < 1e-5
+
+
+def test_cached_launch_keys_on_what_triton_specialises_on():
+    """`CachedLaunch` reuses a compiled kernel only for arguments Triton would compile the same kernel for."""
+    from akira.models.lm.triton_support import _spec
+    buf = torch.zeros(64)
+    assert _spec(buf[:8]) == _spec(buf[4:12]) != _spec(buf[1:9])          # 16-byte aligned or not
+    assert _spec(buf.half()) != _spec(buf)
+    assert len({_spec(1), _spec(16), _spec(17), _spec(32), _spec(2 ** 40)}) == 4   # 16 and 32 alike
+    assert _spec(0.5) == _spec(1e-5) != _spec(True)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="the cached launch path runs on the GPU only")
+def test_cached_launch_gives_what_tritons_launch_gives(monkeypatch):
+    """Values and gradients with the cached launches equal those of Triton's own launch path, over token counts
+    and input alignments that change the kernels' specialisation (so cached kernels must not be mixed up)."""
+    _, fused = _pair((32, 16), (80, 40), True)      # one launch group: three kernels per specialisation
+    norm = BandLayerNorm(fused.widths).to(DEVICE)
+    results = {}
+    for mode in ("1", "0", "1"):
+        monkeypatch.setenv("AKIRA_TRITON_CACHED_LAUNCH", mode)
+        out = []
+        for n, offset in ((141, 0), (144, 0), (144, 1), (1, 0), (141, 0)):
+            torch.manual_seed(n + offset)
+            x = torch.randn(n * 48 + offset, device=DEVICE)[offset:].view(n, 48).requires_grad_()
+            y = fused(x, norm=norm)
+            y.backward(torch.ones_like(y))
+            out.append((y.detach(), x.grad, fused.w1[0].grad.clone(), norm.weight[0].grad.clone()))
+            fused.zero_grad(), norm.zero_grad()
+        results.setdefault(mode, []).append(out)
+    for a, b in zip(results["1"][0], results["0"][0]):
+        for u, v in zip(a, b):
+            assert torch.equal(u, v)
+    for a, b in zip(results["1"][1], results["0"][0]):   # second pass: every launch from the cache
+        for u, v in zip(a, b):
+            assert torch.equal(u, v)
+
+
+def test_backward_partial_shapes_come_from_its_arguments_not_the_config(monkeypatch):
+    """The backward op's partial-sum shapes are its ``rows`` argument (part of a traced graph, so of its cache
+    key), never `CONFIG` read at run time: a graph traced under one `dw_splits` and replayed from Inductor's cache
+    under another must still agree with its fake kernel (it did not, before rows became an argument)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 8)
+    dims = [16, 40, 8, 24]
+    with FakeTensorMode():
+        x, dy = torch.empty(100, 24), torch.empty(100, 24)
+        w1f, w2tf, b1f, ln = torch.empty(16 * 40 + 8 * 24), torch.empty(16 * 40 + 8 * 24), torch.empty(64), torch.empty(24)
+        out = torch.ops.akira.band_mlp_packed_backward(dy, x, x, w1f, b1f, w2tf, ln, ln, 1e-5, None, 0.0, dims, [3, 5])
+    assert [tuple(t.shape) for t in out] == [(100, 24), (3, 832), (3, 64), (3, 832), (5, 24), (5, 24)]
+    assert band_mlp_kernel._partial_rows(100, dims, torch.bfloat16)[0] == 2      # 100 tokens: 2 splits of >= 64

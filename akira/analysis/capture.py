@@ -88,11 +88,12 @@ def _hooks(model: Transformer, sites: list[str], layers: list[int], sink: dict) 
     for layer in layers:
         block = model.blocks[layer]
         if "mlp" in sites:
-            def pre(module, args, layer=layer):
-                sink[("mlp", layer)] = mlp_hidden(module, args[0])
+            def pre(module, args, kwargs, layer=layer):
+                x, norm = args[0], kwargs.get("norm")   # the band MLP takes the residual stream and its norm
+                sink[("mlp", layer)] = mlp_hidden(module, norm(x) if norm is not None else x)
                 if layer == last and "resid" not in sites:
                     raise _Stop
-            handles.append(block.mlp.register_forward_pre_hook(pre))
+            handles.append(block.mlp.register_forward_pre_hook(pre, with_kwargs=True))
         if "resid" in sites:
             def post(module, args, output, layer=layer):
                 sink[("resid", layer)] = output[0] if isinstance(output, tuple) else output

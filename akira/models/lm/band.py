@@ -105,11 +105,12 @@ class BandMLP(nn.Module):
     - ``loop``: one matmul per band (a Python loop of 7 matmuls; exact FLOPs, the fastest for wide
       expansions such as the params-matched arms).
     - ``fused``: the Triton kernel of `band_mlp_kernel` (hidden units kept on chip, forward and backward,
-      hidden dropout by Philox); needs a torch with Triton; on non-CUDA tensors it runs the loop.
+      hidden dropout by Philox, the bands' LayerNorm ``norm`` applied inside it); needs a torch with Triton; on
+      non-CUDA tensors it runs the loop.
     Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
     512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5; H200 e=24, whole training steps of
-    no_wormhole_matched: fused 44 ms / 13.6 GB vs loop 65 ms / 23.3 GB (with dropout 0.1: 63 vs 76 ms)
-    (benchmarks/RESULTS.md).
+    no_wormhole_matched: fused 38.6 ms / 13.2 GB (LayerNorm inside) vs loop 65 ms / 23.3 GB (with dropout 0.1:
+    59 vs 76 ms, before the LayerNorm moved inside) (benchmarks/RESULTS.md).
     On a 2-core CPU the loop is fastest (FLOPs dominate there). ``auto`` in `LMConfig` picks block_diag, or for
     large expansions fused (loop without Triton) (`transformer.resolve_band_impl`).
     """
@@ -192,11 +193,12 @@ class BandMLP(nn.Module):
                 for xi, w1, b1, w2, b2 in zip(x.split(self.widths, -1), self.w1, b1s, self.w2, b2s)]
         return torch.cat(outs, -1)
 
-    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The Triton kernel on CUDA (or under TRITON_INTERPRET=1); the per-band loop, the same function, on
-        other devices (hidden dropout masks then come from torch's generator instead of Philox)."""
+    def _forward_fused(self, x: torch.Tensor, norm: BandLayerNorm | None = None) -> torch.Tensor:
+        """The Triton kernel on CUDA (or under TRITON_INTERPRET=1), with ``norm`` (the bands' LayerNorm) applied
+        inside it; the per-band loop, the same function, on other devices (hidden dropout masks then come from
+        torch's generator instead of Philox)."""
         if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-            return self._forward_loop(x)
+            return self._forward_loop(norm(x) if norm is not None else x)
         dev = x.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         b1 = list(self.b1) if self.b1 is not None else []
@@ -206,14 +208,24 @@ class BandMLP(nn.Module):
         # from torch's generator (seeded runs repeat); drawn only for dropout, so eval/no-dropout steps leave the
         # generator's stream as the other impls do
         seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device) if p_drop > 0 else None
-        y = band_mlp_kernel.band_mlp(x.reshape(-1, x.shape[-1]).to(dtype), w1, b1, w2, b2, seed, p_drop)
+        flat = x.reshape(-1, x.shape[-1])
+        if norm is None:
+            y = band_mlp_kernel.band_mlp(flat.to(dtype), w1, b1, w2, b2, seed, p_drop)
+        else:   # the residual stream itself (LayerNorm statistics in fp32, as BandLayerNorm)
+            ln = (list(norm.weight), list(norm.bias) if norm.bias is not None else [], norm.eps)
+            y = band_mlp_kernel.band_mlp(flat, w1, b1, w2, b2, seed, p_drop, ln)
         return y.view(x.shape)
 
-    def forward(self, x: torch.Tensor, ablate_band: int | None = None) -> torch.Tensor:
-        """x (..., D) -> (..., D); ``ablate_band=i`` zeroes band i's MLP output."""
-        y = {"block_diag": self._forward_block_diag, "bmm": self._forward_bmm, "loop": self._forward_loop,
-             "fused": self._forward_fused}[self.impl](x)
+    def forward(self, x: torch.Tensor, ablate_band: int | None = None,
+                norm: BandLayerNorm | None = None) -> torch.Tensor:
+        """x (..., D) -> (..., D): the MLPs of ``norm(x)`` (norm: the bands' LayerNorm, which the fused kernel
+        applies on chip; None: of x); ``ablate_band=i`` zeroes band i's MLP output."""
+        if self.impl == "fused":
+            y = self._forward_fused(x, norm)
+        else:
+            x = norm(x) if norm is not None else x
+            y = {"block_diag": self._forward_block_diag, "bmm": self._forward_bmm, "loop": self._forward_loop}[
+                self.impl](x)
         if ablate_band is not None:
             y = y * (self.band_of != ablate_band).to(y.dtype)
         return self.drop(y)
-

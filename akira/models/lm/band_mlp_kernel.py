@@ -1,52 +1,62 @@
-"""Fused per-band MLP (Triton): ``y[:, band i] = W2_i gelu(W1_i x[:, band i] + b1_i) + b2_i`` for all bands, with
-the hidden units kept on chip (`band_mlp` around the op `akira::band_mlp_packed`, forward and backward).
+"""Fused per-band MLP (Triton): ``y[:, band i] = W2_i gelu(W1_i LN_i(x[:, band i]) + b1_i) + b2_i`` for all bands,
+with the hidden units kept on chip and each band's LayerNorm LN_i applied inside the kernels (`band_mlp` around
+the op `akira::band_mlp_packed`, forward and backward).
 
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 40 ms per step vs 65 for the per-band loop, at 13.6 vs
-23.3 GB peak (no hidden activations are kept); with dropout 0.1 59 vs 76 ms. Kernel time per layer (e~24, 32k
-tokens): forward 0.61 ms, dx 0.76, dW 1.20. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 38.6 ms per step (baseline 27.0) vs 65 for the per-band
+loop, at 13.2 vs 23.3 GB peak (no hidden activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm
+included): forward 0.59 ms, dx 0.80, dW 1.25. Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory
   gives each program its band), so the small bands' programs fill the big bands' last waves; the weights are
   packed into one buffer per matrix, W2 transposed so that every weight tile is read along the band's channels.
+- the band LayerNorms (optional: ``norm``): the forward kernel normalises its (tokens x band) tile of the
+  residual stream (statistics in fp32) and saves the normalised input (in the weights' dtype) for the backward;
+  the dx kernel ends with the LayerNorm's backward (statistics recomputed from x) and writes per-token-block
+  partial sums of its weight and bias gradients. So no separate LayerNorm kernels run and its output is read
+  from memory only by the backward.
 - forward: one program per (token block, band) loops over the band's hidden units in tiles:
   ``acc += gelu(x W1_tile^T + b1_tile) W2_tile^T``; nothing of size hidden is written.
 - backward, like flash attention's: recompute ``pre = x W1^T + b1`` tile by tile; one kernel gives ``dx``
   (programs over token blocks), one gives ``dW1, db1, dW2`` (programs over (band, hidden tile) x token splits,
-  per-split partials summed afterwards: deterministic, no atomics); b2 is added (and its gradient formed) in
-  torch, as are the packing of the weights and the split of their packed gradients (`band_mlp`).
+  per-split partials; deterministic, no atomics). The partial sums are summed, and b2 added (and its gradient
+  formed), in torch, as are the packing of the weights and the split of their packed gradients (`band_mlp`,
+  `_backward`), so that under torch.compile all that runs in the compiled graph as a few fused kernels.
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
   seed tensor and each (band, token, hidden unit), one Philox call per four units, regenerated in the backward
   kernels, so no mask is stored (the mask does not depend on the tiling: tested).
-GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_cdf_and_gauss`). Matmuls take the input's dtype (bf16 under autocast) with fp32
-accumulation; fp32 inputs run exact (no TF32).
-Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
+- launches go through `triton_support.CachedLaunch` (less host time per launch than Triton's own path: the
+  op's forward + backward took 2.8 vs 4.2 ms of host time per call, H200 host), since the matched arms' steps
+  leave the GPU idle while the host launches.
+GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_cdf_and_gauss`). Matmuls take the weights' dtype (bf16
+under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or on CPU under
+``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
 """
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 
-from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
+from .triton_support import CachedLaunch, available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 # Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several): one launch per
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.58 vs 2.91 ms per
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.63 vs 3.20 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6 (results/2026-12-03/band_mlp_tuned_as26_fastdiv_h200.json);
-    # only the settings that differ from CONFIG's
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, with the LayerNorm in the kernels
+    # (results/2026-12-03/band_mlp_tuned_fused_ln_h200.json); only the settings that differ from CONFIG's
     128: {"stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
-    64: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_warps": 8, "dx_stages": 3, "dw_block_m": 128,
-         "dw_block_h": 64},
-    32: {"block_h": 128, "dx_block_h": 64, "dw_block_m": 128, "dw_stages": 3},
+    64: {"block_h": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_block_h": 64},
+    32: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_stages": 3},
 }
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
 SETTINGS = ("block_m", "block_h", "warps", "stages")
@@ -148,13 +158,48 @@ if triton is not None:
         return pre
 
     @triton.jit
-    def _fwd_kernel(x_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, N, D,
-                    HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                    BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+    def _norm_stats(x, d, eps, BD: tl.constexpr):
+        """Per-row (mean, 1 / std) of a (BM, BD) band tile over its first d columns (zeros beyond), fp32, as
+        LayerNorm forms them (biased variance)."""
+        c_ok = (tl.arange(0, BD) < d)[None, :]
+        xf = x.to(tl.float32)
+        mean = tl.sum(xf, 1) / d
+        xc = tl.where(c_ok, xf - mean[:, None], 0.0)
+        return mean, tl.math.rsqrt(tl.sum(xc * xc, 1) / d + eps)
+
+    @triton.jit
+    def _x_hat(x, mean, rstd, d, BD: tl.constexpr):
+        """(x - mean) / std per row, fp32, zero in the pad columns."""
+        c_ok = (tl.arange(0, BD) < d)[None, :]
+        return tl.where(c_ok, (x.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
+
+    @triton.jit
+    def _normed(x, lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
+                BD: tl.constexpr):
+        """The band MLP's input tile in dtype dt: LayerNorm(x) of the band (HAS_LN; weight and bias of channels
+        col0 .. col0 + d; zero in the pad columns) or x itself."""
+        if HAS_LN:
+            cols = tl.arange(0, BD)
+            mean, rstd = _norm_stats(x, d, eps, BD)
+            y = _x_hat(x, mean, rstd, d, BD) * tl.load(lnw_ptr + col0 + cols, mask=cols < d, other=0.0).to(
+                tl.float32)[None, :]
+            if HAS_LN_BIAS:
+                y += tl.load(lnb_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+            return y.to(dt)
+        return x.to(dt)
+
+    @triton.jit
+    def _fwd_kernel(x_ptr, lnw_ptr, lnb_ptr, xn_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, eps,
+                    N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+                    ALIGN: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
-        dt = x_ptr.dtype.element_ty
-        x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
+        dt = w1_ptr.dtype.element_ty
+        x = _normed(tl.load(x_ptr + io, mask=io_ok, other=0.0), lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN,
+                    HAS_LN_BIAS, BD)
+        if HAS_LN:   # the normalised input, saved for the backward kernels
+            tl.store(xn_ptr + io, x, mask=io_ok)
         acc = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
@@ -166,15 +211,16 @@ if triton is not None:
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
-    def _dx_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, seed_ptr, tab_ptr, p_drop, N, D,
+    def _dx_kernel(x_ptr, lnw_ptr, lnb_ptr, xin_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, dlnw_ptr, dlnb_ptr,
+                   seed_ptr, tab_ptr, p_drop, eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
                    HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
                    BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
-        dt = x_ptr.dtype.element_ty
-        x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
+        dt = w1_ptr.dtype.element_ty
+        x = tl.load(xin_ptr + io, mask=io_ok, other=0.0).to(dt)     # the MLPs' input (normalised by the forward)
         dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-        dx = tl.zeros((BM, BD), dtype=tl.float32)
+        dx = tl.zeros((BM, BD), dtype=tl.float32)       # d loss / d (the MLP's input)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
@@ -183,12 +229,25 @@ if triton is not None:
             if DROP:
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
             dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
+        if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
+            cols = tl.arange(0, BD)
+            xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
+            mean, rstd = _norm_stats(xr, d, eps, BD)
+            xhat = _x_hat(xr, mean, rstd, d, BD)
+            g = dx * tl.load(lnw_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+            mg, mgx = tl.sum(g, 1) / d, tl.sum(g * xhat, 1) / d
+            part = tl.program_id(0) * D + col0 + cols
+            tl.store(dlnw_ptr + part, tl.sum(dx * xhat, 0), mask=cols < d)
+            if HAS_LN_BIAS:
+                tl.store(dlnb_ptr + part, tl.sum(dx, 0), mask=cols < d)
+            dx = (g - mg[:, None] - xhat * mgx[:, None]) * rstd[:, None]
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
     def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, work_ptr,
                    p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
                    BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm)."""
         item, split = tl.program_id(0), tl.program_id(1)
         tile = tl.load(work_ptr + 2 * item + 1)
         band, col0, d, h, woff, hoff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
@@ -196,7 +255,7 @@ if triton is not None:
         cols = tl.arange(0, BD)
         h_ok, c_ok = hs < h, cols < d
         w_ok = c_ok[:, None] & h_ok[None, :]
-        dt = x_ptr.dtype.element_ty
+        dt = w1_ptr.dtype.element_ty
         w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
         dw2 = tl.zeros((BD, BH), dtype=tl.float32)
@@ -206,7 +265,7 @@ if triton is not None:
             rows = m0 + tl.arange(0, BM)
             io = rows[:, None] * D + col0 + cols[None, :]
             io_ok = (rows < N)[:, None] & c_ok[None, :]
-            x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
+            x = tl.load(x_ptr + io, mask=io_ok, other=0.0).to(dt)
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
             act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
@@ -226,6 +285,8 @@ if triton is not None:
 
 
 _TABLES: dict = {}
+_launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
+           "dw": CachedLaunch(_dw_kernel)} if triton is not None else {}
 
 
 def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, grouped: bool = True) -> list[dict]:
@@ -253,18 +314,36 @@ def _work(group: dict, bh: int) -> torch.Tensor:
     return group["work"][bh]
 
 
-def _seed_ptr(seed: torch.Tensor | None, x: torch.Tensor, p_drop: float) -> torch.Tensor:
-    """The kernels' seed argument: the seed, or (no dropout: never read) any tensor."""
+class Operands(NamedTuple):
+    """What every launch reads. x (N, D): the residual stream when ``lnw`` is given (each band's LayerNorm, weight
+    lnw and bias lnb (D,) or None, is then applied on chip), else the band MLPs' input; w1f, b1f, w2tf: the packed
+    weights (see `band_mlp_packed`; their dtype is the matmuls'); seed: the dropout seed tensor (any tensor when
+    p_drop is 0: never read); pairs: (d, h) per band."""
+    x: torch.Tensor
+    w1f: torch.Tensor
+    b1f: torch.Tensor | None
+    w2tf: torch.Tensor
+    lnw: torch.Tensor | None
+    lnb: torch.Tensor | None
+    eps: float
+    seed: torch.Tensor
+    p_drop: float
+    pairs: tuple[tuple[int, int], ...]
+
+
+def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims) -> Operands:
     if p_drop > 0 and seed is None:
         raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
-    return seed if seed is not None else x
+    return Operands(x.contiguous(), w1f, b1f, w2tf, lnw, lnb, eps, seed if seed is not None else x, p_drop,
+                    _pairs(dims))
 
 
-def _meta(x: torch.Tensor, dims: tuple[tuple[int, int], ...], bd: int, has_bias: bool, p_drop: float,
-          cfg: dict[str, int]) -> dict:
-    return {"HAS_BIAS": has_bias, "DROP": p_drop > 0, "BD": bd, "BH": cfg["block_h"], "BM": cfg["block_m"],
-            "ALIGN": all(d % 16 == 0 for d, _ in dims), "PREC": dot_precision(x), "num_warps": cfg["warps"],
-            "num_stages": cfg["stages"]}
+def _meta(ops: Operands, bd: int, cfg: dict[str, int], norm: bool = True) -> dict:
+    """The kernels' compile-time arguments (``norm=False``: for the dW kernel, which has no LayerNorm ones)."""
+    meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
+            "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
+            "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
+    return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if norm else meta
 
 
 def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
@@ -272,41 +351,55 @@ def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
     return tuple(zip(dims[0::2], dims[1::2]))
 
 
-def launch_fwd(g: dict, x, w1f, b1f, w2tf, y, seed, p_drop: float, pairs, cfg: dict[str, int]) -> None:
-    """The forward kernel for launch group g: writes g's band columns of y (N, D)."""
-    n, dim = x.shape
-    _fwd_kernel[(triton.cdiv(n, cfg["block_m"]), g["n"])](
-        x, w1f, b1f if b1f is not None else w1f, w2tf, y, seed, g["table"], p_drop, n, dim,
-        **_meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg))
+def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
+    """A kernel pointer argument: t, or (absent, never read) any tensor."""
+    return t if t is not None else placeholder
 
 
-def launch_dx(g: dict, x, dy, w1f, b1f, w2tf, dx, seed, p_drop: float, pairs, cfg: dict[str, int]) -> None:
-    """The dx kernel for launch group g: writes g's band columns of dx (N, D)."""
-    n, dim = x.shape
-    _dx_kernel[(triton.cdiv(n, cfg["block_m"]), g["n"])](
-        x, dy, w1f, b1f if b1f is not None else w1f, w2tf, dx, seed, g["table"], p_drop, n, dim,
-        **_meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg))
+def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: dict[str, int]) -> None:
+    """The forward kernel for launch group g: writes g's band columns of y (N, D) and, with the LayerNorm, of the
+    normalised input xn (N, D) (in the weights' dtype; saved for the backward)."""
+    n, dim = ops.x.shape
+    w = ops.w1f
+    _launch["fwd"]((triton.cdiv(n, cfg["block_m"]), g["n"]),
+        ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, g["table"],
+        ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
 
-def launch_dw(g: dict, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop: float, pairs,
-              cfg: dict[str, int]) -> None:
-    """The dW kernel for launch group g: writes g's bands' entries of the per-split partial sums p_w1, p_w2t
-    (splits, sum d*h) and p_b1 (splits, sum h)."""
-    n, dim = x.shape
+def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
+              p_lnb: torch.Tensor, cfg: dict[str, int]) -> None:
+    """The dx kernel for launch group g (xin: the MLPs' input, xn or x): writes g's band columns of dx (N, D) and,
+    with the LayerNorm, of its weight's and bias's per-token-block partial gradients p_lnw, p_lnb (row = token
+    block of cfg's block_m)."""
+    n, dim = ops.x.shape
+    w = ops.w1f
+    _launch["dx"]((triton.cdiv(n, cfg["block_m"]), g["n"]),
+        ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
+        ops.seed, g["table"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
+
+
+def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
+              p_w2t: torch.Tensor, cfg: dict[str, int]) -> None:
+    """The dW kernel for launch group g (xin: the MLPs' input): writes g's bands' entries of the per-split partial
+    sums p_w1, p_w2t (splits, sum d*h) and p_b1 (splits, sum h)."""
+    n, dim = ops.x.shape
     splits, bm = p_w1.shape[0], cfg["block_m"]
     rows_per_split = triton.cdiv(triton.cdiv(n, splits), bm) * bm
     work = _work(g, cfg["block_h"])
-    meta = _meta(x, pairs, g["BD"], b1f is not None, p_drop, cfg)
-    _dw_kernel[(work.shape[0], splits)](
-        x, dy, w1f, b1f if b1f is not None else w1f, w2tf, p_w1, p_b1, p_w2t, seed, g["table"], work, p_drop, n,
-        dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **meta)
+    _launch["dw"]((work.shape[0], splits),
+        xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, g["table"], work,
+        ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **_meta(ops, g["BD"], cfg, norm=False))
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
-             b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float) -> torch.Tensor:
-    """x (N, D) -> y (N, D) in x's dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1] (W1_i
-    (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop, mask
-    drawn from seed (int64, (1,); None when p_drop is 0).
+             b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float,
+             norm: tuple[list[torch.Tensor], list[torch.Tensor], float] | None = None) -> torch.Tensor:
+    """x (N, D) -> y (N, D) in the weights' dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1]
+    (W1_i (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop,
+    mask drawn from seed (int64, (1,); None when p_drop is 0). ``norm = (weights, biases, eps)``: each band's
+    LayerNorm (weight and bias (d_i,); biases an empty list for none) is applied to x inside the kernels, so x
+    is then the residual stream (any float dtype; the statistics in fp32) and no normalised copy of it is
+    written or read; otherwise x is the MLPs' input.
 
     Packs the weights (W1s, W2^Ts, b1s each into one flat tensor) in torch and adds b2 after the op, so that under
     torch.compile the packing, its backward (the split of the packed gradients into the bands' parameters) and
@@ -316,66 +409,103 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     w1f = torch.cat([w.reshape(-1) for w in w1])
     w2tf = torch.cat([w.t().reshape(-1) for w in w2])
     b1f = torch.cat(list(b1)) if b1 else None
-    y = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, seed, p_drop, dims)
+    lnw, lnb, eps = (torch.cat(list(norm[0])), torch.cat(list(norm[1])) if norm[1] else None, float(norm[2])) \
+        if norm is not None else (None, None, 0.0)
+    y, _ = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
     return y + torch.cat(list(b2)).to(y.dtype) if b2 else y
 
 
 @torch.library.custom_op("akira::band_mlp_packed", mutates_args=())
 def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None, w2tf: torch.Tensor,
-                    seed: torch.Tensor | None, p_drop: float, dims: list[int]) -> torch.Tensor:
-    """x (N, D) -> sum_i W2_i drop(gelu(W1_i x_i + b1_i)) per band, (N, D) in x's dtype (no b2: `band_mlp` adds it).
+                    lnw: torch.Tensor | None, lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None,
+                    p_drop: float, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, D) -> (y, xn): y = sum_i W2_i drop(gelu(W1_i LN_i(x_i) + b1_i)) per band, (N, D) in w1f's dtype (no
+    b2: `band_mlp` adds it; LN_i: band i's LayerNorm with weight lnw and bias lnb (D,) when lnw is given, else the
+    identity); xn: LN(x) in w1f's dtype, saved for the backward (empty without the LayerNorm).
     w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
     concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...]."""
-    x = x.contiguous()
-    seed = _seed_ptr(seed, x, p_drop)
-    y = torch.empty_like(x)
-    pairs = _pairs(dims)
-    for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
-        launch_fwd(g, x, w1f, b1f, w2tf, y, seed, p_drop, pairs, launch_config("fwd", g["BD"], x.dtype))
-    return y
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
+    y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
+    xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)
+    for g in _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"])):
+        launch_fwd(g, ops, y, xn, launch_config("fwd", g["BD"], w1f.dtype))
+    return y, xn
 
 
 @band_mlp_packed.register_fake
-def _(x, w1f, b1f, w2tf, seed, p_drop, dims):
-    return x.new_empty(x.shape)
+def _(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims):
+    y = x.new_empty(x.shape, dtype=w1f.dtype)
+    return y, (torch.empty_like(y) if lnw is not None else y.new_empty(0))
+
+
+def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
+    """[splits, blocks]: rows of the backward's partial sums for n tokens: the dW kernel's token splits (>= 64
+    tokens, the least dW block, each) and the LayerNorm's per-dx-token-block rows (for the smallest block of any
+    band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
+    it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
+    splits = max(1, min(CONFIG["dw_splits"], -(-n // 64)))
+    return [splits, -(-n // min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
-def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None,
-                             w2tf: torch.Tensor, seed: torch.Tensor | None, p_drop: float, dims: list[int]
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dw1f, db1f, dw2tf) in the layouts (and dtypes) of x, w1f, b1f, w2tf; db1f is empty when b1f is None."""
-    x, dy = x.contiguous(), dy.contiguous().to(x.dtype)
-    seed = _seed_ptr(seed, x, p_drop)
-    pairs = _pairs(dims)
-    splits = max(1, min(CONFIG["dw_splits"], triton.cdiv(x.shape[0], 64)))  # >= 64 tokens (the least dW block) each
-    dx = torch.empty_like(x)
+def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor, w1f: torch.Tensor,
+                             b1f: torch.Tensor | None, w2tf: torch.Tensor, lnw: torch.Tensor | None,
+                             lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None, p_drop: float,
+                             dims: list[int], rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dw1f, db1f, dw2tf, dlnw, dlnb): dx in x's layout and dtype, the others as fp32 partial sums
+    (parts, numel) whose sum over dim 0 is the gradient of w1f, b1f, w2tf, lnw, lnb (empty when that is None).
+    The autograd backward (`_backward`) sums and casts them in torch, so that under torch.compile that runs in
+    the compiled graph, fused with the split of the packed gradients. xn: the forward's normalised input (with
+    lnw). rows: `_partial_rows`."""
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
+    xin = xn.contiguous() if lnw is not None else ops.x
+    dy = dy.contiguous().to(w1f.dtype)
+    n = x.shape[0]
+    splits, blocks = rows
+    if lnw is not None and _partial_rows(n, dims, w1f.dtype)[1] > blocks:
+        raise RuntimeError("akira::band_mlp_packed_backward: band_mlp_kernel's dx block sizes changed after this "
+                           "graph was traced; re-trace it (torch._dynamo.reset())")
+    dx = torch.empty_like(ops.x)
     f32 = {"dtype": torch.float32, "device": x.device}
     p_w1, p_w2t = torch.empty(splits, w1f.numel(), **f32), torch.empty(splits, w1f.numel(), **f32)  # partial sums
-    p_b1 = torch.empty(splits, b1f.numel(), **f32) if b1f is not None else p_w1  # (not written without b1)
-    for g in _launch_groups(pairs, x.device, bool(CONFIG["grouped"])):
-        launch_dx(g, x, dy, w1f, b1f, w2tf, dx, seed, p_drop, pairs, launch_config("dx", g["BD"], x.dtype))
-        launch_dw(g, x, dy, w1f, b1f, w2tf, p_w1, p_b1, p_w2t, seed, p_drop, pairs, launch_config("dw", g["BD"], x.dtype))
-    db1 = p_b1.sum(0).to(b1f.dtype) if b1f is not None else w1f.new_empty(0)
-    return dx, p_w1.sum(0).to(w1f.dtype), db1, p_w2t.sum(0).to(w2tf.dtype)
+    p_b1 = torch.empty(splits, b1f.numel() if b1f is not None else 0, **f32)
+    groups = _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"]))
+    cfgs = [(launch_config("dx", g["BD"], w1f.dtype), launch_config("dw", g["BD"], w1f.dtype)) for g in groups]
+    p_lnw = torch.zeros(blocks, x.shape[1] if lnw is not None else 0, **f32)
+    p_lnb = torch.zeros(blocks, x.shape[1] if lnb is not None else 0, **f32)
+    for g, (cfg_dx, cfg_dw) in zip(groups, cfgs):
+        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, cfg_dx)
+        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, cfg_dw)
+    return dx, p_w1, p_b1, p_w2t, p_lnw, p_lnb
 
 
 @band_mlp_packed_backward.register_fake
-def _(dy, x, w1f, b1f, w2tf, seed, p_drop, dims):
-    db1 = torch.empty_like(b1f) if b1f is not None else w1f.new_empty(0)
-    return torch.empty_like(x), torch.empty_like(w1f), db1, torch.empty_like(w2tf)
+def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, rows):
+    d = x.shape[1]
+    splits, blocks = rows
+
+    def part(rows, t, cols):
+        return x.new_empty(rows, cols if t is not None else 0, dtype=torch.float32)
+    return (torch.empty_like(x), part(splits, w1f, w1f.numel()), part(splits, b1f, b1f.numel() if b1f is not None
+            else 0), part(splits, w2tf, w2tf.numel()), part(blocks, lnw, d), part(blocks, lnb, d))
 
 
 def _setup_context(ctx, inputs, output):
-    x, w1f, b1f, w2tf, seed, p_drop, dims = inputs
-    ctx.has_bias, ctx.p_drop, ctx.dims = b1f is not None, p_drop, dims
-    ctx.save_for_backward(x, w1f, b1f, w2tf, seed)
+    x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims = inputs
+    ctx.eps, ctx.p_drop, ctx.dims = eps, p_drop, dims
+    ctx.save_for_backward(x, output[1], w1f, b1f, w2tf, lnw, lnb, seed)
+    ctx.mark_non_differentiable(output[1])
 
 
-def _backward(ctx, dy):
-    x, w1f, b1f, w2tf, seed = ctx.saved_tensors
-    dx, dw1f, db1f, dw2tf = band_mlp_packed_backward(dy, x, w1f, b1f, w2tf, seed, ctx.p_drop, ctx.dims)
-    return dx, dw1f, db1f if ctx.has_bias else None, dw2tf, None, None, None
+def _backward(ctx, dy, _dxn):
+    x, xn, w1f, b1f, w2tf, lnw, lnb, seed = ctx.saved_tensors
+    rows = _partial_rows(x.shape[0], ctx.dims, w1f.dtype)
+    dx, *parts = band_mlp_packed_backward(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, ctx.eps, seed, ctx.p_drop, ctx.dims,
+                                          rows)
+    grads = [part.sum(0).to(t.dtype) if t is not None else None
+             for part, t in zip(parts, (w1f, b1f, w2tf, lnw, lnb))]
+    return (dx, *grads, None, None, None, None)
 
 
 band_mlp_packed.register_autograd(_backward, setup_context=_setup_context)

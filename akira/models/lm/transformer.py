@@ -69,7 +69,10 @@ class Block(nn.Module):
         else:
             a = self.attn(self.ln_1(x))
         x = x + a
-        x = x + self.mlp(self.ln_2(x), ablate_band=ablate_band)
+        if isinstance(self.mlp, BandMLP):   # the fused band MLP applies ln_2 on chip
+            x = x + self.mlp(x, ablate_band=ablate_band, norm=self.ln_2)
+        else:
+            x = x + self.mlp(self.ln_2(x), ablate_band=ablate_band)
         if self.wormhole is not None:
             x = x + self.wormhole(x)
         return (x, probs) if need_weights else x
