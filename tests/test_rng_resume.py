@@ -140,3 +140,32 @@ def test_ddp_resume_restores_each_ranks_states(tmp_path, data):
     assert resumed_loss == pytest.approx(straight_loss[2:], rel=1e-6, abs=0)
     for key, value in straight["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
+def _draws() -> tuple:
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+
+def test_collect_and_set_rng_states_round_trip_through_a_checkpoint(tmp_path):
+    """Every generator continues from the saved state, also after a save + `torch.load(weights_only=True)`."""
+    from akira.callbacks.rng_state import _from_checkpoint, _to_checkpoint, collect_rng_states, set_rng_states
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    states = collect_rng_states(include_cuda=False)
+    first = _draws()
+    torch.save(_to_checkpoint(states), tmp_path / "rng.pt")
+    assert _draws() != first
+    set_rng_states(_from_checkpoint(torch.load(tmp_path / "rng.pt", weights_only=True)))
+    assert _draws() == first
+
+
+def test_states_saved_by_lightnings_private_helper_still_load():
+    """Checkpoints written before the callback had its own helpers hold Lightning's `_collect_rng_states` layout."""
+    seed_utils = pytest.importorskip("lightning_fabric.utilities.seed")
+    if not hasattr(seed_utils, "_collect_rng_states"):
+        pytest.skip("this Lightning has no _collect_rng_states")
+    from akira.callbacks.rng_state import _from_checkpoint, _to_checkpoint, collect_rng_states, set_rng_states
+    old = seed_utils._collect_rng_states(include_cuda=False)
+    assert old.keys() == collect_rng_states(include_cuda=False).keys()
+    first = _draws()
+    set_rng_states(_from_checkpoint(_to_checkpoint(old)))
+    assert _draws() == first

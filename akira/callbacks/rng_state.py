@@ -21,17 +21,37 @@ touches the RNG.
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.trainer.states import TrainerFn
 
 log = logging.getLogger("akira")
 
 KEY = "rng_states"
+
+
+def collect_rng_states(include_cuda: bool) -> dict[str, Any]:
+    """This process's RNG states: ``torch`` (CPU), ``numpy``, ``python`` and, with include_cuda, ``torch.cuda`` (one
+    per visible device). The keys and layouts are those of Lightning's private ``_collect_rng_states``, so
+    checkpoints written with it (before 2026-12-03) load the same."""
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if include_cuda:
+        states["torch.cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Apply what `collect_rng_states` returned (``torch.cuda`` only where present)."""
+    torch.set_rng_state(states["torch"])
+    if states.get("torch.cuda"):
+        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    np.random.set_state(states["numpy"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
 
 
 def _to_checkpoint(states: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +83,7 @@ class RNGState(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if self._states is None or self._step != trainer.global_step:
             cuda = trainer.strategy.root_device.type == "cuda"
-            self._states, self._step = _collect_rng_states(include_cuda=cuda), trainer.global_step
+            self._states, self._step = collect_rng_states(include_cuda=cuda), trainer.global_step
         states = _to_checkpoint(self._states)
         per_rank = [states]
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -91,5 +111,5 @@ class RNGState(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self._states is not None:
-            _set_rng_states(self._states)
+            set_rng_states(self._states)
             self._states = None
