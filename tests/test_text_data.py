@@ -73,6 +73,7 @@ def test_cache_layout_counts_and_dtype(tmp_path):
     assert dm.vocab_size == 257 and dm.eot_id == 256 and dm.scored_tokens("val") == len(expected) - 1
     meta = json.loads(c.bin_path.with_name("valid.meta.json").read_text())
     assert meta["dtype"] == "uint16" and meta["tokenizer"]["name"] == "byte" and len(meta["source"]["sha256"]) == 64
+    assert c.bin_path.name == meta["bin"] == f"valid-{meta['source']['sha256'][:12]}.bin"
     assert os.path.getsize(c.bin_path) == len(expected) * 2
 
 
@@ -136,11 +137,28 @@ def test_a_copy_that_keeps_the_mtime_is_still_noticed(tmp_path):
     assert len(new) == len(old) and not np.array_equal(new, old)
 
 
+def test_a_rebuild_leaves_the_file_a_running_job_reads(tmp_path):
+    """The source text changes while a job runs: the rebuilt cache is a new file, and the job's DataLoader
+    workers, which reopen their memmap by path, still read the tokens the job started with."""
+    import pickle
+
+    from akira.data.text.windows import _Tokens
+    d = write_wikitext(tmp_path / "wt")
+    running = dm_for(d, tmp_path).cache("valid")
+    old = np.asarray(running.tokens).copy()
+    worker_view = pickle.dumps(_Tokens(running))                 # as a DataLoader worker receives it
+    valid = d / "wiki.valid.tokens"
+    valid.write_text(" = New article = \n\n more text \n\n" + valid.read_text(encoding="utf-8"), encoding="utf-8")
+    rebuilt = dm_for(d, tmp_path).cache("valid")
+    assert rebuilt.bin_path != running.bin_path and rebuilt.n_tokens > len(old)
+    np.testing.assert_array_equal(np.asarray(pickle.loads(worker_view).array), old)
+
+
 def test_cache_reuse_does_not_retokenize(tmp_path):
     d = write_wikitext(tmp_path / "wt")
     dm_for(d, tmp_path).prepare_data()
     bins = sorted((tmp_path / "data").rglob("*.bin"), key=lambda b: b.name)
-    assert [b.name for b in bins] == ["test.bin", "train.bin", "valid.bin"]
+    assert [b.name.split("-")[0] for b in bins] == ["test", "train", "valid"]
     mtimes = [b.stat().st_mtime_ns for b in bins]
     builds = cache_mod.stats["builds"]
     dm2 = dm_for(d, tmp_path)

@@ -1,20 +1,24 @@
 """Token cache: each split tokenized once into a flat `.bin` memmap plus `meta.json`.
 
-Layout: `<cache_dir>/<tokenizer name>-<tokenizer hash[:12]>/<split>.bin` (raw little-endian uint16, or
-uint32 when the vocabulary has more than 65,536 ids) and `<split>.meta.json`:
-`format, split, source {path, size, mtime_ns, ctime_ns, sha256}, tokenizer {name, hash, n_vocab, eot_id}, dtype,
-n_tokens, n_words, n_documents, text_bytes`. The stream is `eot doc_1 eot doc_2 ... eot doc_n`
+Layout: `<cache_dir>/<tokenizer name>-<tokenizer hash[:12]>/<split>.meta.json` and the `.bin` it names,
+`<split>-<source sha256[:12]>.bin` (raw little-endian uint16, or uint32 when the vocabulary has more than 65,536
+ids); `TextDataModule` gives every source file its own cache_dir. meta.json:
+`format, split, bin, source {path, size, mtime_ns, ctime_ns, sha256}, tokenizer {name, hash, n_vocab, eot_id},
+dtype, n_tokens, n_words, n_documents, text_bytes`. The stream is `eot doc_1 eot doc_2 ... eot doc_n`
 (end-of-text *before* every document, so the first token of every document is predicted from a context
 and `n_tokens = content tokens + n_documents`). `n_words` follows `sources.count_words`.
 
 Building: the file is scanned for document boundaries, documents are grouped into ~1 MiB byte ranges,
 and a process pool (fork) tokenizes the ranges in parallel; results are written in order to a temp file
 (bounded number in flight, so memory does not grow with the corpus), fsync'ed and `os.replace`d, then
-meta.json likewise. A `filelock.FileLock` on `<split>.bin.lock` makes concurrent jobs build it once.
+meta.json likewise. A `filelock.FileLock` on `<split>.lock` makes concurrent jobs build it once.
 A cache is reused when meta.json parses and matches the source content hash (re-hashed only when the
 file's size, mtime or ctime changed), the tokenizer name/hash, the dtype, and the `.bin` size equals
-`n_tokens * itemsize`; otherwise that one split is rebuilt in place — other caches are never touched,
-and a failed build leaves the previous files as they were.
+`n_tokens * itemsize`; otherwise that one split is rebuilt — other caches are never touched, and a failed
+build leaves the previous files as they were. A rebuild after the source text changed writes a new `.bin`
+(its name carries the content hash) and leaves the old one, so a running job that reopens its memmap by path
+(DataLoader workers do) still reads the tokens its meta.json described; superseded files are logged, not
+deleted.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from .sources import count_words, decode_utf8, scan_units
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2   # 2: per-source file names, meta.json names its .bin
 TOKEN_DTYPES = ("auto", "uint16", "uint32")
 stats = {"builds": 0}  # (re)builds done by this process; tests use it to check reuse
 
@@ -86,8 +90,14 @@ class TokenCache:
 
 
 def cache_paths(cache_dir: str | os.PathLike, split: str, tokenizer) -> tuple[Path, Path]:
+    """(meta.json, lock file) of `split`'s cache for `tokenizer` (module docstring)."""
     d = Path(cache_dir) / f"{tokenizer.name}-{tokenizer.hash[:12]}"
-    return d / f"{split}.bin", d / f"{split}.meta.json"
+    return d / f"{split}.meta.json", d / f"{split}.lock"
+
+
+def _bin_path(meta_path: Path, sha256: str) -> Path:
+    """The `.bin` of the cache whose meta.json is meta_path, for source content with this sha256."""
+    return meta_path.with_name(meta_path.name.removesuffix(".meta.json") + f"-{sha256[:12]}.bin")
 
 
 def token_cache(
@@ -105,26 +115,32 @@ def token_cache(
     """Return the valid cache of `text_path` for `tokenizer`, building it (once, under a lock) if needed."""
     text_path = Path(text_path)
     dtype = choose_dtype(tokenizer.n_vocab, token_dtype)
-    bin_path, meta_path = cache_paths(cache_dir, split, tokenizer)
-    meta, problem = _check(bin_path, meta_path, text_path, tokenizer, dtype)
+    meta_path, lock_path = cache_paths(cache_dir, split, tokenizer)
+    meta, problem = _check(meta_path, text_path, tokenizer, dtype)
     if problem is None:
-        return TokenCache(bin_path, meta)
-    bin_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(bin_path) + ".lock", timeout=-1 if lock_timeout is None else lock_timeout)
+        return TokenCache(meta_path.with_name(meta["bin"]), meta)
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=-1 if lock_timeout is None else lock_timeout)
     try:
         with lock:
-            meta, problem = _check(bin_path, meta_path, text_path, tokenizer, dtype)  # another job may have built it
+            meta, problem = _check(meta_path, text_path, tokenizer, dtype)  # another job may have built it
             if problem is None:
-                return TokenCache(bin_path, meta)
-            log.info("token cache %s: %s; tokenizing %s with %s", bin_path, problem, text_path, tokenizer.name)
-            for stale in bin_path.parent.glob(bin_path.name + ".tmp-*"):  # left by a killed build
+                return TokenCache(meta_path.with_name(meta["bin"]), meta)
+            log.info("token cache %s: %s; tokenizing %s with %s", meta_path, problem, text_path, tokenizer.name)
+            stem = meta_path.name.removesuffix(".meta.json")
+            for stale in meta_path.parent.glob(stem + "-*.bin.tmp-*"):  # left by a killed build
                 stale.unlink(missing_ok=True)
-            meta = _build(text_path, split, tokenizer, dtype, bin_path, num_proc, chunk_bytes, max_unit_bytes)
+            meta = _build(text_path, split, tokenizer, dtype, meta_path, num_proc, chunk_bytes, max_unit_bytes)
             atomic_write_json(meta_path, meta)
             stats["builds"] += 1
+            bin_path = meta_path.with_name(meta["bin"])
+            old = sorted(p.name for p in meta_path.parent.glob(stem + "-*.bin") if p != bin_path)
+            if old:
+                log.info("token cache %s: superseded files kept for jobs that may still read them: %s (delete "
+                         "them when none does)", meta_path, ", ".join(old))
             return TokenCache(bin_path, meta)
     except Timeout:
-        raise TimeoutError(f"token cache {bin_path}: lock {lock.lock_file} still held after {lock_timeout} s "
+        raise TimeoutError(f"token cache {meta_path}: lock {lock.lock_file} still held after {lock_timeout} s "
                            f"(another job building it? raise data.lock_timeout)") from None
 
 
@@ -139,7 +155,7 @@ def _same_stat(stat: dict, src: dict) -> bool:
     return all(stat[k] == src.get(k) for k in ("size", "mtime_ns", "ctime_ns"))
 
 
-def _check(bin_path: Path, meta_path: Path, text_path: Path, tokenizer, dtype: np.dtype) -> tuple[dict | None, str | None]:
+def _check(meta_path: Path, text_path: Path, tokenizer, dtype: np.dtype) -> tuple[dict | None, str | None]:
     """(meta, None) if the cache is valid, else (None, why it is not)."""
     if not meta_path.exists():
         return None, "no cache yet"
@@ -147,6 +163,7 @@ def _check(bin_path: Path, meta_path: Path, text_path: Path, tokenizer, dtype: n
         meta = json.loads(meta_path.read_text())
         src, tok = meta["source"], meta["tokenizer"]
         n_tokens = int(meta["n_tokens"])
+        bin_path = meta_path.with_name(meta["bin"])
         if meta.get("format") != CACHE_FORMAT:
             return None, f"cache format {meta.get('format')} != {CACHE_FORMAT}"
         if (tok["name"], tok["hash"]) != (tokenizer.name, tokenizer.hash):
@@ -165,10 +182,11 @@ def _check(bin_path: Path, meta_path: Path, text_path: Path, tokenizer, dtype: n
     return meta, None
 
 
-def _build(text_path, split, tokenizer, dtype, bin_path, num_proc, chunk_bytes, max_unit_bytes) -> dict:
+def _build(text_path, split, tokenizer, dtype, meta_path, num_proc, chunk_bytes, max_unit_bytes) -> dict:
     t0 = time.perf_counter()
     stat = _source_stat(text_path)
     sha = file_sha256(text_path)
+    bin_path = _bin_path(meta_path, sha)
     units, size = scan_units(text_path, max_unit_bytes)
     num_proc = max(1, int(num_proc or 1))
     chunk = int(min(chunk_bytes, max(64 << 10, size // (4 * num_proc) + 1)))
@@ -190,6 +208,7 @@ def _build(text_path, split, tokenizer, dtype, bin_path, num_proc, chunk_bytes, 
     return {
         "format": CACHE_FORMAT,
         "split": split,
+        "bin": bin_path.name,
         "source": {**stat, "sha256": sha},
         "tokenizer": {"name": tokenizer.name, "hash": tokenizer.hash, "n_vocab": tokenizer.n_vocab,
                       "eot_id": tokenizer.eot_id},

@@ -12,7 +12,7 @@ on resume, and the next `train_dataloader()` continues at that step. A Lightning
 datamodule should not also override `on_before_batch_transfer` (Lightning would call only this one).
 
 Where files go: WikiText downloads in `<data_dir>/<source>/wiki.<split>.<variant>`; caches in
-`<cache_dir or data_dir/<source>/cache>/<variant | text>-<source file's path hash>/<tokenizer>-<hash>/<split>.bin`;
+`<cache_dir or data_dir/<source>/cache>/<variant | text>-<source file's path hash>/<tokenizer>-<hash>/<split>.meta.json` (+ the `.bin` it names);
 a trained BPE in `<cache root>/tokenizers/bpe-v<vocab>-f<min_freq>-<train sha[:12]>.json` beside them.
 """
 from __future__ import annotations
@@ -163,7 +163,7 @@ class TextDataModule(pl.LightningDataModule):
         return self.data_dir / ("text_local" if self.source == "text" else self.source) / "cache"
 
     def split_cache_dir(self, split: str) -> Path:
-        """Directory whose `<tokenizer>-<hash>/<split>.bin` holds `split`: one per source file (its resolved path
+        """Directory whose `<tokenizer>-<hash>/<split>.meta.json` describes `split`: one per source file (its resolved path
         hashed), so that corpora sharing a `data.cache_dir` (WikiText-2 and -103, two copies of one variant, local
         text files) never build into, or read, each other's cache."""
         key = hashlib.sha1(str(self.corpus.path(split).resolve()).encode()).hexdigest()[:10]
