@@ -103,3 +103,19 @@ def test_lm_schema_mirrors_lm_config():
             ours, theirs = list(ours), list(theirs)
         assert ours == theirs, name
     assert default(schema["vocab_size"]) is None
+
+
+def test_a_language_model_with_the_generic_optimizer_is_warned_about(compose, caplog):
+    """model=baseline on text data without an LM experiment trains with train.yaml's generic Adam: allowed, but
+    the run says where the LM recipe is; with an LM experiment, nothing is said."""
+    import logging
+
+    from akira.config.validate import validate_config
+    with caplog.at_level(logging.WARNING, logger="akira"):
+        validate_config(compose(["model=baseline", "data=wikitext2"]), model_choice="baseline")
+    assert "generic optimizer" in caplog.text and "experiment=lm_baseline" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="akira"):
+        validate_config(compose(["experiment=lm_baseline"]), model_choice="baseline")
+        validate_config(compose(["model=convlstm"]), model_choice="convlstm")       # not a language model
+    assert "generic optimizer" not in caplog.text

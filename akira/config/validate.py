@@ -1,14 +1,16 @@
 """Semantic checks that types alone cannot express; each failure names the key and the allowed range."""
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig, OmegaConf
 
 from akira.config.errors import ConfigError
 
+log = logging.getLogger("akira")
+
 
 def _at_least(cfg: DictConfig, key: str, minimum: int) -> None:
-
-
     value = OmegaConf.select(cfg, key)
     if value is not None and value < minimum:
         raise ConfigError(key, f"must be >= {minimum} (got {value})")
@@ -62,8 +64,20 @@ def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
         if max(horizons) > cfg.data.horizon:
             raise ConfigError("data.horizon", f"must be >= max(task.rollout_horizons) = {max(horizons)} "
                               f"(got {cfg.data.horizon})")
+    if cfg.data.kind == "text":
+        _warn_generic_optimizer(cfg, model_choice)
     if cfg.ckpt_path not in (None, "", "last") and not isinstance(cfg.ckpt_path, str):
         raise ConfigError("ckpt_path", "must be null, 'last' or a path to a .ckpt file")
+
+
+def _warn_generic_optimizer(cfg: DictConfig, model_choice: str | None) -> None:
+    """A language model with train.yaml's generic optimizer (Adam, constant LR, no warmup) is allowed but rarely
+    meant: the LM recipe (AdamW, warmup + cosine, weight decay on matrices) comes with the LM experiments."""
+    optim = cfg.optim
+    if optim.name == "adam" and optim.schedule == "constant" and optim.warmup_steps == 0:
+        log.warning("model=%s trains with the generic optimizer (Adam, lr %g, constant, no warmup, no weight decay); "
+                    "the language-model recipe of the arms (AdamW, warmup + cosine) comes with experiment=lm_baseline "
+                    "or an ablation_* experiment (or set optim.* yourself)", model_choice or "?", optim.lr)
 
 
 def validate_model_data(cfg: DictConfig, model) -> None:
