@@ -1,5 +1,5 @@
 """Host (CPU) time per call of the fused band MLP at a tiny token count, where the GPU's work is negligible, so the
-time is the launch path's: the module's forward and forward+backward (eager, bf16 autocast, seed widths, e = 24,
+time is the launch path's: the module's forward and forward+backward (eager, bf16 autocast, seed widths, e ~ 24,
 LayerNorm applied in the kernels) with `triton_support.CachedLaunch` on and off, and one kernel launch each way.
 Needs a CUDA GPU with Triton.
 
@@ -16,11 +16,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from band_mlp_tune import WIDTHS, problem  # noqa: E402  (benchmarks/, this script's directory)
+
 from akira.models.lm import BandLayerNorm, BandMLP  # noqa: E402
 from akira.models.lm import band_mlp_kernel as bk  # noqa: E402
-
-WIDTHS = (128, 96, 80, 64, 64, 48, 32)
-HIDDEN = tuple(24 * w for w in WIDTHS)
 
 
 def host_ms(fn, n: int = 200) -> float:
@@ -39,23 +38,17 @@ def host_ms(fn, n: int = 200) -> float:
 def main() -> int:
     if not (torch.cuda.is_available() and bk.available()):
         raise SystemExit("needs a CUDA GPU and Triton")
-    dev = "cuda"
-    mlp = BandMLP(WIDTHS, HIDDEN, impl="fused").to(dev)
+    dev = torch.device("cuda")
+    hidden, pairs, launch = problem(True, 64, dev)     # the params-matched band MLP, 64 tokens
+    mlp = BandMLP(WIDTHS, tuple(hidden), impl="fused").to(dev)
     mlp.reset_parameters(0.02, 0.02)
     norm = BandLayerNorm(WIDTHS).to(dev)
     x = torch.randn(64, sum(WIDTHS), device=dev, requires_grad=True)
-    pairs = tuple(zip(WIDTHS, HIDDEN))
-    tw = sum(a * b for a, b in pairs)
-    bf = {"dtype": torch.bfloat16, "device": dev}
-    ops = bk.Operands(x.detach(), torch.randn(tw, **bf), torch.zeros(sum(HIDDEN), **bf), torch.randn(tw, **bf),
-                      torch.ones(sum(WIDTHS), device=dev), torch.zeros(sum(WIDTHS), device=dev), 1e-5, x, 0.0, pairs)
-    y = torch.empty(64, sum(WIDTHS), **bf)
-    xn = torch.empty_like(y)
-    group = bk._launch_groups(pairs, torch.device(dev))[0]
+    group = bk._launch_groups(pairs, dev)[0]
     cfg = bk.launch_config("fwd", group["BD"])
     print(f"# host ms per call, {torch.cuda.get_device_name()}, torch {torch.__version__}, Triton "
           f"{bk.triton.__version__}, 64 tokens\n| what | cached launch | Triton's launch |\n|---|---|---|")
-    rows = {"one forward-kernel launch": lambda: bk.launch_fwd(group, ops, y, xn, cfg),
+    rows = {"one forward-kernel launch": lambda: launch["fwd"](group, cfg),
             "module forward": lambda: mlp(x, norm=norm),
             "module forward + backward": lambda: mlp(x, norm=norm).sum().backward()}
     for name, fn in rows.items():

@@ -127,14 +127,14 @@ def token_cache(
             if problem is None:
                 return TokenCache(meta_path.with_name(meta["bin"]), meta)
             log.info("token cache %s: %s; tokenizing %s with %s", meta_path, problem, text_path, tokenizer.name)
-            stem = meta_path.name.removesuffix(".meta.json")
-            for stale in meta_path.parent.glob(stem + "-*.bin.tmp-*"):  # left by a killed build
+            versions = _bin_path(meta_path, "*").name                   # this split's .bin of any source content
+            for stale in meta_path.parent.glob(versions + ".tmp-*"):  # left by a killed build
                 stale.unlink(missing_ok=True)
             meta = _build(text_path, split, tokenizer, dtype, meta_path, num_proc, chunk_bytes, max_unit_bytes)
             atomic_write_json(meta_path, meta)
             stats["builds"] += 1
             bin_path = meta_path.with_name(meta["bin"])
-            old = sorted(p.name for p in meta_path.parent.glob(stem + "-*.bin") if p != bin_path)
+            old = sorted(p.name for p in meta_path.parent.glob(versions) if p != bin_path)
             if old:
                 log.info("token cache %s: superseded files kept for jobs that may still read them: %s (delete "
                          "them when none does)", meta_path, ", ".join(old))

@@ -174,17 +174,22 @@ if triton is not None:
         return tl.where(c_ok, (x.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
 
     @triton.jit
+    def _band_row(ptr, col0, d, BD: tl.constexpr):
+        """(1, BD) fp32 row of a (D,) per-channel vector (a LayerNorm weight or bias) over the band's channels
+        col0 .. col0 + d, zero in the pad columns."""
+        cols = tl.arange(0, BD)
+        return tl.load(ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+
+    @triton.jit
     def _normed(x, lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
                 BD: tl.constexpr):
         """The band MLP's input tile in dtype dt: LayerNorm(x) of the band (HAS_LN; weight and bias of channels
         col0 .. col0 + d; zero in the pad columns) or x itself."""
         if HAS_LN:
-            cols = tl.arange(0, BD)
             mean, rstd = _norm_stats(x, d, eps, BD)
-            y = _x_hat(x, mean, rstd, d, BD) * tl.load(lnw_ptr + col0 + cols, mask=cols < d, other=0.0).to(
-                tl.float32)[None, :]
+            y = _x_hat(x, mean, rstd, d, BD) * _band_row(lnw_ptr, col0, d, BD)
             if HAS_LN_BIAS:
-                y += tl.load(lnb_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+                y += _band_row(lnb_ptr, col0, d, BD)
             return y.to(dt)
         return x.to(dt)
 
@@ -234,7 +239,7 @@ if triton is not None:
             xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
             mean, rstd = _norm_stats(xr, d, eps, BD)
             xhat = _x_hat(xr, mean, rstd, d, BD)
-            g = dx * tl.load(lnw_ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
+            g = dx * _band_row(lnw_ptr, col0, d, BD)
             mg, mgx = tl.sum(g, 1) / d, tl.sum(g * xhat, 1) / d
             part = tl.program_id(0) * D + col0 + cols
             tl.store(dlnw_ptr + part, tl.sum(dx * xhat, 0), mask=cols < d)
@@ -398,8 +403,8 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     (W1_i (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop,
     mask drawn from seed (int64, (1,); None when p_drop is 0). ``norm = (weights, biases, eps)``: each band's
     LayerNorm (weight and bias (d_i,); biases an empty list for none) is applied to x inside the kernels, so x
-    is then the residual stream (any float dtype; the statistics in fp32) and no normalised copy of it is
-    written or read; otherwise x is the MLPs' input.
+    is then the residual stream (any float dtype; the statistics in fp32; the forward kernel writes the
+    normalised input once, for the backward); otherwise x is the MLPs' input.
 
     Packs the weights (W1s, W2^Ts, b1s each into one flat tensor) in torch and adds b2 after the op, so that under
     torch.compile the packing, its backward (the split of the packed gradients into the bands' parameters) and
@@ -470,25 +475,22 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor
     f32 = {"dtype": torch.float32, "device": x.device}
     p_w1, p_w2t = torch.empty(splits, w1f.numel(), **f32), torch.empty(splits, w1f.numel(), **f32)  # partial sums
     p_b1 = torch.empty(splits, b1f.numel() if b1f is not None else 0, **f32)
-    groups = _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"]))
-    cfgs = [(launch_config("dx", g["BD"], w1f.dtype), launch_config("dw", g["BD"], w1f.dtype)) for g in groups]
     p_lnw = torch.zeros(blocks, x.shape[1] if lnw is not None else 0, **f32)
     p_lnb = torch.zeros(blocks, x.shape[1] if lnb is not None else 0, **f32)
-    for g, (cfg_dx, cfg_dw) in zip(groups, cfgs):
-        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, cfg_dx)
-        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, cfg_dw)
+    for g in _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"])):
+        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
+        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
     return dx, p_w1, p_b1, p_w2t, p_lnw, p_lnb
 
 
 @band_mlp_packed_backward.register_fake
 def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, rows):
-    d = x.shape[1]
     splits, blocks = rows
 
-    def part(rows, t, cols):
-        return x.new_empty(rows, cols if t is not None else 0, dtype=torch.float32)
-    return (torch.empty_like(x), part(splits, w1f, w1f.numel()), part(splits, b1f, b1f.numel() if b1f is not None
-            else 0), part(splits, w2tf, w2tf.numel()), part(blocks, lnw, d), part(blocks, lnb, d))
+    def part(rows, t):   # the partial sums of t's gradient (fp32, (rows, t.numel())); (rows, 0) for no t
+        return x.new_empty(rows, t.numel() if t is not None else 0, dtype=torch.float32)
+    return (torch.empty_like(x), part(splits, w1f), part(splits, b1f), part(splits, w2tf), part(blocks, lnw),
+            part(blocks, lnb))
 
 
 def _setup_context(ctx, inputs, output):
