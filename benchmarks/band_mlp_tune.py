@@ -1,6 +1,6 @@
 """Launch settings of the fused band MLP's three Triton kernels, per launch group (padded band width).
 
-Times each kernel (forward, dx, dW) of each launch group alone on N tokens (CUDA events) in every setting of a grid
+Times each kernel (forward, dx, dW; `--kernels`) of each launch group alone on N tokens (CUDA events) in every setting of a grid
 (token block x hidden tile x warps, then pipeline stages for the best), prints a table and the fastest setting per
 (group, kernel) as the `akira.models.lm.band_mlp_kernel.TUNED` table, and writes it as JSON (``--out``), which
 `lm_speed.py --fused-tuned FILE` loads for whole training steps. Needs a CUDA GPU with Triton.
@@ -73,19 +73,26 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     splits = bk.CONFIG["dw_splits"]
     p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
     p_lnw, p_lnb = torch.zeros(-(-n // 32), d, **f32), torch.zeros(-(-n // 32), d, **f32)
+    groups = bk._launch_groups(pairs, device)
+    hid = [torch.zeros(n, max(grp["h"] for grp in groups), **bf) for _ in range(2)]   # stored act, dpre
     launch = {
         "fwd": lambda grp, cfg: bk.launch_fwd(grp, ops, y, xn, cfg),
         "dx": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg),
-        "dw": lambda grp, cfg: bk.launch_dw(grp, ops, xn, dy, p_w1, p_b1, p_w2t, cfg)}
+        "dw": lambda grp, cfg: bk.launch_dw(grp, ops, xn, dy, p_w1, p_b1, p_w2t, cfg),
+        "dxs": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg, hid),
+        "dws": lambda grp, cfg: bk.launch_dw_stored(grp, ops, xn, dy, hid, p_w1, p_b1, p_w2t, cfg)}
     return list(hidden), pairs, launch
 
 
-def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
+def tune(matched: bool, n: int, reps: int, device: torch.device, kernels: list[str]) -> dict:
+    """Tune ``kernels`` (`bk.KERNELS` names) per launch group; sums over the groups of the default and the
+    fastest settings' times."""
     hidden, pairs, launch = problem(matched, n, device)
     rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
     for grp in bk._launch_groups(pairs, device):
         bd = grp["BD"]
-        for kernel, run in launch.items():
+        for kernel in kernels:
+            run = launch[kernel]
             default = {k: bk.CONFIG[bk.KERNELS[kernel] + k] for k in bk.SETTINGS}
 
             def measure(cfg, grp=grp, kernel=kernel, run=run):
@@ -101,7 +108,7 @@ def tune(matched: bool, n: int, reps: int, device: torch.device) -> dict:
             default_ms += ms_default or 0.0
             best_ms += best[0]
             tuned.setdefault(bd, {}).update({bk.KERNELS[kernel] + k: v for k, v in best[1].items()})
-    summary = {"matched": matched, "hidden": hidden, "tokens": n, "default_ms": default_ms,
+    summary = {"matched": matched, "hidden": hidden, "tokens": n, "kernels": kernels, "default_ms": default_ms,
                "tuned_ms": best_ms}
     print(f"\nexpansion {sum(hidden) / sum(WIDTHS):.1f}: sum over groups and kernels, default settings {default_ms:.3f} ms, "
           f"fastest per group {best_ms:.3f} ms\nTUNED = {json.dumps(tuned)}\n", flush=True)
@@ -112,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=64 * 512)
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--kernels", default="fwd,dxs,dws",
+                   help=f"comma-separated, of {','.join(bk.KERNELS)} (default: those a training step runs with "
+                        "store_hidden=1)")
     p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
     args = p.parse_args(argv)
+    kernels = args.kernels.split(",")
+    if unknown := set(kernels) - set(bk.KERNELS):
+        p.error(f"--kernels: unknown {sorted(unknown)}; known: {list(bk.KERNELS)}")
     if not (torch.cuda.is_available() and bk.available()):
         p.error("needs a CUDA GPU and Triton")
     device = torch.device("cuda")
@@ -122,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": dict(bk.CONFIG)}
     print(f"# fused band MLP kernels alone, {meta['device']}, torch {meta['torch']}, Triton {meta['triton']}\n"
           "| BD | kernel | setting | ms |\n|---|---|---|---|", flush=True)
-    out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device)}
+    out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device, kernels)}
     if args.out:
         write_json_atomic(args.out, out)
     return 0

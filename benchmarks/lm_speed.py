@@ -129,6 +129,8 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
     idx, tgt = x[:, :-1].contiguous(), x[:, 1:].contiguous()
 
     def step():
+        if args.compile:   # a new iteration for CUDA graphs (compile mode reduce-overhead); a no-op otherwise
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             _, loss = step_model(idx, tgt)
         loss.backward()
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'block_h=64,stages=2'")
     p.add_argument("--fused-tuned", default=None,
                    help="JSON written by benchmarks/band_mlp_tune.py: its per-width settings replace "
-                        "band_mlp_kernel.TUNED")
+                        "those of band_mlp_kernel.TUNED")
     p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
                    help="model.wormhole_attention of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
@@ -445,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         band_mlp_kernel.CONFIG[key] = int(value)
     if args.fused_tuned:
         tuned = json.loads(Path(args.fused_tuned).read_text())["matched"]["tuned"]
-        band_mlp_kernel.TUNED.clear()
-        band_mlp_kernel.TUNED.update({int(bd): cfg for bd, cfg in tuned.items()})
+        for bd, cfg in tuned.items():   # the file may tune some kernels only: the others keep TUNED's settings
+            band_mlp_kernel.TUNED.setdefault(int(bd), {}).update(cfg)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.batch = args.batch or (64 if args.preset == "full" else 4)
     args.seq = args.seq or (512 if args.preset == "full" else 32)

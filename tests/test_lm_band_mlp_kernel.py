@@ -37,8 +37,10 @@ def _pair(widths, hidden, bias):
     ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True),
     ((8, 40, 20, 32, 16), (24, 72, 40, 64, 40), True),    # launch groups (padded widths 16, 64, 32) interleaved
     ((32, 16, 48), (96, 48, 144), True)])                  # all multiples of 16: the kernels' aligned variant
-def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatch):
+@pytest.mark.parametrize("store", [1, 0])     # backward: dW from the dx kernel's stored hidden units / recomputed
+def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, store, monkeypatch):
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)  # 141 tokens: 3 splits of the dW kernel
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "store_hidden", store)
     ref, fused = _pair(widths, hidden, bias)
     x = torch.randn(3, 47, sum(widths), device=DEVICE)     # 141 tokens: the last token block is partial
     gy = torch.randn_like(x)
@@ -61,11 +63,14 @@ def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatc
 @pytest.mark.parametrize("widths,hidden,bias", [
     ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True),
     ((32, 16, 48), (96, 48, 144), False)])             # aligned widths, LayerNorm without bias, no MLP biases
-def test_fused_layer_norm_equals_band_layer_norm_then_loop(widths, hidden, bias, monkeypatch):
+@pytest.mark.parametrize("store", [1, 0])
+def test_fused_layer_norm_equals_band_layer_norm_then_loop(widths, hidden, bias, store, monkeypatch):
     """``norm=`` (the band LayerNorm applied inside the kernels, on the residual stream): values and gradients of
     the input, the MLP and the LayerNorm parameters equal BandLayerNorm followed by the per-band loop."""
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)
-    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dx_block_m", 32)   # LayerNorm partials over several dx blocks
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "store_hidden", store)
+    for dx in ("dx_", "dxs_"):     # LayerNorm partials over several dx blocks
+        monkeypatch.setitem(band_mlp_kernel.CONFIG, dx + "block_m", 32)
     ref, fused = _pair(widths, hidden, bias)
     norms = []
     for _ in range(2):
@@ -139,10 +144,12 @@ def _dropout_reference(mlp: BandMLP, x: torch.Tensor, seed: torch.Tensor, p: flo
 
 
 @needs_triton
-def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching_gradients(monkeypatch):
+@pytest.mark.parametrize("store", [1, 0])
+def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching_gradients(store, monkeypatch):
     """Hidden dropout inside the kernel: the rate is p, the mask depends only on the seed, and the backward
     kernels regenerate the forward's mask (gradients equal autograd through the masked loop)."""
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "tuned", 0)  # the tile sizes below are the ones launched
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "store_hidden", store)
     torch.manual_seed(0)
     widths, hidden, p = (16, 8), (40, 24), 0.3
     mlp = BandMLP(widths, hidden, dropout=0.0, impl="fused").to(DEVICE)
@@ -158,8 +165,8 @@ def test_fused_dropout_is_a_fixed_mask_per_seed_with_the_right_rate_and_matching
         assert torch.equal(keep, _kernel_mask(2000, 64, seed, 0, p))
     y1 = band_mlp_kernel.band_mlp(x, *args, seed, p)
     # the three kernels tile the hidden units differently (32, 64, 16 units): their masks must still agree
-    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dx_block_h", 64)
-    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_block_h", 16)
+    for key, bh in (("dx_block_h", 64), ("dxs_block_h", 64), ("dw_block_h", 16), ("dws_block_h", 16)):
+        monkeypatch.setitem(band_mlp_kernel.CONFIG, key, bh)
     assert torch.equal(y1, band_mlp_kernel.band_mlp(x, *args, seed, p))          # same seed, same mask
     assert not torch.allclose(y1, band_mlp_kernel.band_mlp(x, *args, seed + 1, p))
     xa = x.clone().requires_grad_()

@@ -48,22 +48,27 @@ from .triton_support import CachedLaunch, available, dot_precision, pow2, tl, tr
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
 # measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.63 vs 3.20 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
-CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
+CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8, "store_hidden": 1,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
-          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
+          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2,
+          "dxs_block_m": 64, "dxs_block_h": 32, "dxs_warps": 4, "dxs_stages": 2,
+          "dws_block_m": 64, "dws_block_h": 32, "dws_warps": 4, "dws_stages": 2}
 TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, with the LayerNorm in the kernels
     # (results/2026-12-03/band_mlp_tuned_fused_ln_h200.json); only the settings that differ from CONFIG's
     128: {"stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
     64: {"block_h": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_block_h": 64},
     32: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_stages": 3},
 }
-KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
+# kernel -> prefix of its CONFIG / TUNED keys. The backward runs "dx" and "dw" (each recomputes the hidden units
+# from x), or with store_hidden=1 "dxs" (the dx kernel also writing the hidden activations and their gradient) and
+# "dws" (the dW kernel reading them: no recomputation, at 2 x tokens x hidden x 2 bytes of transient memory).
+KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_", "dxs": "dxs_", "dws": "dws_"}
 SETTINGS = ("block_m", "block_h", "warps", "stages")
 
 
 def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
-    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd
+    """(block_m, block_h, warps, stages) of ``kernel`` (a `KERNELS` name) for a launch group of padded width bd
     and inputs of ``dtype``. TUNED was measured with 16-bit inputs and applies to them only: fp32 tiles take twice
     the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
     cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
@@ -121,16 +126,17 @@ if triton is not None:
 
     @triton.jit
     def _band(tab_ptr, slot, ALIGN: tl.constexpr):
-        """Row ``slot`` of a launch group's band table: (band, col0, d, h, woff, hoff) — the band's index, first
-        channel, width, hidden units, offset of its weights in the packed W1/W2 and of its hidden units in b1.
-        ALIGN: every width is a multiple of 16, which the compiler is told (values read from memory carry no
-        such guarantee, and without it the loads along a band's channels are not vectorised)."""
-        t = tab_ptr + slot * 6
-        band, col0, d, h, woff, hoff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
-                                        tl.load(t + 4), tl.load(t + 5))
+        """Row ``slot`` of a launch group's band table: (band, col0, d, h, woff, hoff, goff) — the band's index,
+        first channel, width, hidden units, offset of its weights in the packed W1/W2, of its hidden units in b1
+        and in the group's stored hidden units (dx kernel's STORE). ALIGN: every width is a multiple of 16, which
+        the compiler is told (values read from memory carry no such guarantee, and without it the loads along a
+        band's channels are not vectorised)."""
+        t = tab_ptr + slot * 7
+        band, col0, d, h, woff, hoff, goff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
+                                              tl.load(t + 4), tl.load(t + 5), tl.load(t + 6))
         if ALIGN:
             col0, d, woff = tl.multiple_of(col0, 16), tl.multiple_of(d, 16), tl.multiple_of(woff, 16)
-        return band, col0, d, h, woff, hoff
+        return band, col0, d, h, woff, hoff, goff
 
     @triton.jit
     def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
@@ -198,7 +204,7 @@ if triton is not None:
                     N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
                     DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
                     ALIGN: tl.constexpr):
-        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
+        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
         x = _normed(tl.load(x_ptr + io, mask=io_ok, other=0.0), lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN,
@@ -217,23 +223,33 @@ if triton is not None:
 
     @triton.jit
     def _dx_kernel(x_ptr, lnw_ptr, lnb_ptr, xin_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, dlnw_ptr, dlnb_ptr,
-                   seed_ptr, tab_ptr, p_drop, eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
-        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.program_id(1), ALIGN)
+                   act_ptr, dpre_ptr, seed_ptr, tab_ptr, p_drop, eps, N, D, HT, HAS_LN: tl.constexpr,
+                   HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr, DROP: tl.constexpr, STORE: tl.constexpr,
+                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        """STORE: also write the hidden activations (after dropout) and their pre-activations' gradient, (N, HT)
+        each in the weights' dtype (the band's units in columns goff .. goff + h), for `_dw_stored_kernel`."""
+        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
         x = tl.load(xin_ptr + io, mask=io_ok, other=0.0).to(dt)     # the MLPs' input (normalised by the forward)
         dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
         dx = tl.zeros((BM, BD), dtype=tl.float32)       # d loss / d (the MLP's input)
+        hrow = rows.to(tl.int64)[:, None] * HT + goff   # (BM, 1) offsets of the rows' hidden units (STORE)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
-            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
+            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
-                dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
-            dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
+                keep = _keep(seed_ptr, band, rows, h0, h, p_drop, BH)
+                dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
+                act = tl.where(keep, act / (1.0 - p_drop), 0.0)
+            dpre = (dact * grad).to(dt)
+            if STORE:
+                h_ok = (rows < N)[:, None] & (hs < h)[None, :]
+                tl.store(act_ptr + hrow + hs[None, :], act.to(dt), mask=h_ok)
+                tl.store(dpre_ptr + hrow + hs[None, :], dpre, mask=h_ok)
+            dx += tl.dot(dpre, tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
             cols = tl.arange(0, BD)
             xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
@@ -255,7 +271,7 @@ if triton is not None:
         """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm)."""
         item, split = tl.program_id(0), tl.program_id(1)
         tile = tl.load(work_ptr + 2 * item + 1)
-        band, col0, d, h, woff, hoff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
+        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
         hs = tile * BH + tl.arange(0, BH)
         cols = tl.arange(0, BD)
         h_ok, c_ok = hs < h, cols < d
@@ -288,25 +304,62 @@ if triton is not None:
         if HAS_BIAS:
             tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
 
+    @triton.jit
+    def _dw_stored_kernel(x_ptr, dy_ptr, act_ptr, dpre_ptr, dw1_ptr, db1_ptr, dw2t_ptr, tab_ptr, work_ptr, N, D, HT,
+                          TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+                          BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        """`_dw_kernel` from the hidden activations and pre-activation gradients the dx kernel stored (STORE):
+        dW1^T += x^T dpre, dW2 += dy^T act, db1 += sum dpre over its token split; nothing recomputed."""
+        item, split = tl.program_id(0), tl.program_id(1)
+        tile = tl.load(work_ptr + 2 * item + 1)
+        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
+        hs = tile * BH + tl.arange(0, BH)
+        cols = tl.arange(0, BD)
+        h_ok, c_ok = hs < h, cols < d
+        dt = act_ptr.dtype.element_ty
+        dw1t = tl.zeros((BD, BH), dtype=tl.float32)
+        dw2 = tl.zeros((BD, BH), dtype=tl.float32)
+        db1 = tl.zeros((BH,), dtype=tl.float32)
+        start = split * rows_per_split
+        for m0 in range(start, start + rows_per_split, BM):
+            rows = m0 + tl.arange(0, BM)
+            r_ok = (rows < N)[:, None]
+            io = rows[:, None] * D + col0 + cols[None, :]
+            x = tl.load(x_ptr + io, mask=r_ok & c_ok[None, :], other=0.0).to(dt)
+            dy = tl.load(dy_ptr + io, mask=r_ok & c_ok[None, :], other=0.0).to(dt)
+            hio = rows.to(tl.int64)[:, None] * HT + goff + hs[None, :]
+            act = tl.load(act_ptr + hio, mask=r_ok & h_ok[None, :], other=0.0)
+            dpre = tl.load(dpre_ptr + hio, mask=r_ok & h_ok[None, :], other=0.0)
+            dw1t += tl.dot(tl.trans(x), dpre, out_dtype=tl.float32, input_precision=PREC)
+            dw2 += tl.dot(tl.trans(dy), act, out_dtype=tl.float32, input_precision=PREC)
+            db1 += tl.sum(dpre.to(tl.float32), 0)
+        part = split * TW + woff
+        w_ok = c_ok[:, None] & h_ok[None, :]
+        tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
+        tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
+        if HAS_BIAS:
+            tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
+
 
 _TABLES: dict = {}
-_launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
-           "dw": CachedLaunch(_dw_kernel)} if triton is not None else {}
+_launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel), "dw": CachedLaunch(_dw_kernel),
+           "dw_stored": CachedLaunch(_dw_stored_kernel)} if triton is not None else {}
 
 
 def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, grouped: bool = True) -> list[dict]:
     """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
     for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, n
-    bands, their table (int32 (n, 6): band, col0, d, h, woff, hoff; see `_band`) and a cache for `_work`.
-    ``dims``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for comparison).
-    Cached per device."""
+    bands, their table (int32 (n, 7): band, col0, d, h, woff, hoff, goff; see `_band`), their hidden units "h"
+    (goff: offsets within them) and a cache for `_work`. ``dims``: (d, h) per band. ``grouped=False``: one launch
+    per band (`CONFIG["grouped"]`, for comparison). Cached per device."""
     key = (dims, str(device), grouped)
     if key not in _TABLES:
         rows, col0, woff, hoff = {}, 0, 0, 0
         for band, (d, h) in enumerate(dims):
-            rows.setdefault(pow2(d) if grouped else band, []).append((band, col0, d, h, woff, hoff))
+            tab = rows.setdefault(pow2(d) if grouped else band, [])
+            tab.append((band, col0, d, h, woff, hoff, sum(r[3] for r in tab)))
             col0, woff, hoff = col0 + d, woff + d * h, hoff + h
-        _TABLES[key] = [{"BD": pow2(tab[0][2]), "n": len(tab), "rows": tab, "work": {},
+        _TABLES[key] = [{"BD": pow2(tab[0][2]), "n": len(tab), "rows": tab, "work": {}, "h": sum(r[3] for r in tab),
                          "table": torch.tensor(tab, dtype=torch.int32, device=device)} for tab in rows.values()]
     return _TABLES[key]
 
@@ -314,7 +367,7 @@ def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, grou
 def _work(group: dict, bh: int) -> torch.Tensor:
     """The dW kernel's work list for hidden tiles of bh units: int32 (tiles, 2) = (table row, hidden tile)."""
     if bh not in group["work"]:
-        work = [(slot, t) for slot, (*_, h, _, _) in enumerate(group["rows"]) for t in range(triton.cdiv(h, bh))]
+        work = [(slot, t) for slot, row in enumerate(group["rows"]) for t in range(triton.cdiv(row[3], bh))]
         group["work"][bh] = torch.tensor(work, dtype=torch.int32, device=group["table"].device)
     return group["work"][bh]
 
@@ -372,15 +425,19 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
 
 
 def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
-              p_lnb: torch.Tensor, cfg: dict[str, int]) -> None:
+              p_lnb: torch.Tensor, cfg: dict[str, int], hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+              ) -> None:
     """The dx kernel for launch group g (xin: the MLPs' input, xn or x): writes g's band columns of dx (N, D) and,
     with the LayerNorm, of its weight's and bias's per-token-block partial gradients p_lnw, p_lnb (row = token
-    block of cfg's block_m)."""
+    block of cfg's block_m). ``hidden = (act, dpre)``, each (N, >= g["h"]) in the weights' dtype: it also writes
+    g's hidden activations (after dropout) and their pre-activations' gradient there, for `launch_dw_stored`."""
     n, dim = ops.x.shape
     w = ops.w1f
+    act, dpre = hidden if hidden is not None else (w, w)
     _launch["dx"]((triton.cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
-        ops.seed, g["table"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
+        act, dpre, ops.seed, g["table"], ops.p_drop, ops.eps, n, dim, act.shape[-1], STORE=hidden is not None,
+        **_meta(ops, g["BD"], cfg))
 
 
 def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
@@ -394,6 +451,21 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     _launch["dw"]((work.shape[0], splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, g["table"], work,
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **_meta(ops, g["BD"], cfg, norm=False))
+
+
+def launch_dw_stored(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, hidden: tuple[torch.Tensor,
+                     torch.Tensor], p_w1: torch.Tensor, p_b1: torch.Tensor, p_w2t: torch.Tensor,
+                     cfg: dict[str, int]) -> None:
+    """`launch_dw` from the hidden units `launch_dx` stored for group g (``hidden``)."""
+    n, dim = ops.x.shape
+    splits, bm = p_w1.shape[0], cfg["block_m"]
+    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bm) * bm
+    act, dpre = hidden
+    meta = _meta(ops, g["BD"], cfg, norm=False)
+    del meta["DROP"]
+    _launch["dw_stored"]((_work(g, cfg["block_h"]).shape[0], splits),
+        xin, dy, act, dpre, p_w1, p_b1, p_w2t, g["table"], _work(g, cfg["block_h"]), n, dim,
+        act.shape[-1], p_w1.shape[1], p_b1.shape[1], rows_per_split, **meta)
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
@@ -449,7 +521,8 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
     band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
     it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
     splits = max(1, min(CONFIG["dw_splits"], -(-n // 64)))
-    return [splits, -(-n // min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
+    dx = "dxs" if CONFIG["store_hidden"] else "dx"
+    return [splits, -(-n // min(launch_config(dx, pow2(d), dtype)["block_m"] for d in dims[0::2]))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
@@ -477,9 +550,19 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor
     p_b1 = torch.empty(splits, b1f.numel() if b1f is not None else 0, **f32)
     p_lnw = torch.zeros(blocks, x.shape[1] if lnw is not None else 0, **f32)
     p_lnb = torch.zeros(blocks, x.shape[1] if lnb is not None else 0, **f32)
-    for g in _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"])):
-        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
-        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
+    groups = _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"]))
+    hidden = None
+    if CONFIG["store_hidden"]:   # one buffer pair for every group in turn (the kernels run in stream order)
+        hg = max(g["h"] for g in groups)
+        hidden = (torch.empty(n, hg, dtype=w1f.dtype, device=x.device),
+                  torch.empty(n, hg, dtype=w1f.dtype, device=x.device))
+    for g in groups:
+        if hidden is None:
+            launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
+            launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
+        else:
+            launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dxs", g["BD"], w1f.dtype), hidden)
+            launch_dw_stored(g, ops, xin, dy, hidden, p_w1, p_b1, p_w2t, launch_config("dws", g["BD"], w1f.dtype))
     return dx, p_w1, p_b1, p_w2t, p_lnw, p_lnb
 
 
