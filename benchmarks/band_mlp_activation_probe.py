@@ -79,7 +79,7 @@ def measure(variant: str, n: int) -> dict[str, float]:
         bk._gelu, bk._gelu_and_grad = globals()[fwd], globals()[grad]   # before the first compile
     _, pairs, launch = problem(True, n, torch.device("cuda"))
     out: dict[str, float] = {}
-    for g in bk._launch_groups(pairs, torch.device("cuda")):
+    for g in bk._launch_groups(pairs):
         for kernel, run in launch.items():
             out[f"{g['BD']}/{kernel}"] = time_ms(lambda g=g, kernel=kernel, run=run: run(
                 g, bk.launch_config(kernel, g["BD"])), reps=30)

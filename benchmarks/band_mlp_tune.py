@@ -68,19 +68,15 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     x, dy = torch.randn(n, d, generator=g, **f32), torch.randn(n, d, generator=g, **bf)
     w1f, w2tf = torch.randn(tw, generator=g, **bf) * 0.05, torch.randn(tw, generator=g, **bf) * 0.05
     ops = bk.Operands(x, w1f, torch.zeros(th, **bf), w2tf, torch.ones(d, **f32), torch.zeros(d, **f32), 1e-5, x,
-                      0.0, pairs)
+                      0.0, pairs, bk.band_table(pairs).to(device))
     y, xn, dx = torch.empty_like(dy), torch.empty_like(dy), torch.empty_like(x)
     splits = bk.CONFIG["dw_splits"]
     p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
     p_lnw, p_lnb = torch.zeros(-(-n // 32), d, **f32), torch.zeros(-(-n // 32), d, **f32)
-    groups = bk._launch_groups(pairs, device)
-    hid = [torch.zeros(n, max(grp["h"] for grp in groups), **bf) for _ in range(2)]   # stored act, dpre
     launch = {
         "fwd": lambda grp, cfg: bk.launch_fwd(grp, ops, y, xn, cfg),
         "dx": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg),
-        "dw": lambda grp, cfg: bk.launch_dw(grp, ops, xn, dy, p_w1, p_b1, p_w2t, cfg),
-        "dxs": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg, hid),
-        "dws": lambda grp, cfg: bk.launch_dw_stored(grp, ops, xn, dy, hid, p_w1, p_b1, p_w2t, cfg)}
+        "dw": lambda grp, cfg: bk.launch_dw(grp, ops, xn, dy, p_w1, p_b1, p_w2t, cfg)}
     return list(hidden), pairs, launch
 
 
@@ -89,7 +85,7 @@ def tune(matched: bool, n: int, reps: int, device: torch.device, kernels: list[s
     fastest settings' times."""
     hidden, pairs, launch = problem(matched, n, device)
     rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
-    for grp in bk._launch_groups(pairs, device):
+    for grp in bk._launch_groups(pairs):
         bd = grp["BD"]
         for kernel in kernels:
             run = launch[kernel]
@@ -119,11 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=int, default=64 * 512)
     p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--kernels", default="fwd,dxs,dws",
-                   help=f"comma-separated, of {','.join(bk.KERNELS)} (default: those a training step runs with "
-                        "store_hidden=1)")
+    p.add_argument("--kernels", default=",".join(bk.KERNELS),
+                   help=f"comma-separated, of {','.join(bk.KERNELS)} (default: all)")
+    p.add_argument("--config", default="", help="band_mlp_kernel.CONFIG overrides while tuning, e.g. 'dw_splits=4'")
     p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
     args = p.parse_args(argv)
+    for item in filter(None, args.config.split(",")):
+        key, _, value = item.partition("=")
+        if key not in bk.CONFIG:
+            p.error(f"--config: unknown key {key!r}; keys: {sorted(bk.CONFIG)}")
+        bk.CONFIG[key] = int(value)
     kernels = args.kernels.split(",")
     if unknown := set(kernels) - set(bk.KERNELS):
         p.error(f"--kernels: unknown {sorted(unknown)}; known: {list(bk.KERNELS)}")

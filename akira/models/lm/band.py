@@ -144,6 +144,9 @@ class BandMLP(nn.Module):
             w2_idx.append((i * hmax * wmax + r2 * wmax + c2).flatten())
         self.register_buffer("w1_idx", torch.cat(w1_idx), persistent=False)
         self.register_buffer("w2_idx", torch.cat(w2_idx), persistent=False)
+        if impl == "fused":   # the kernels' band table (a buffer: no allocation inside a captured CUDA graph)
+            self.register_buffer("launch_table", band_mlp_kernel.band_table(tuple(zip(widths, hidden))),
+                                 persistent=False)
 
     def reset_parameters(self, std: float, out_std: float) -> None:
         for w in self.w1:
@@ -210,10 +213,10 @@ class BandMLP(nn.Module):
         seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device) if p_drop > 0 else None
         flat = x.reshape(-1, x.shape[-1])
         if norm is None:
-            y = band_mlp_kernel.band_mlp(flat.to(dtype), w1, b1, w2, b2, seed, p_drop)
+            y = band_mlp_kernel.band_mlp(flat.to(dtype), w1, b1, w2, b2, seed, p_drop, table=self.launch_table)
         else:   # the residual stream itself (LayerNorm statistics in fp32, as BandLayerNorm)
             ln = (list(norm.weight), list(norm.bias) if norm.bias is not None else [], norm.eps)
-            y = band_mlp_kernel.band_mlp(flat, w1, b1, w2, b2, seed, p_drop, ln)
+            y = band_mlp_kernel.band_mlp(flat, w1, b1, w2, b2, seed, p_drop, ln, self.launch_table)
         return y.view(x.shape)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None,

@@ -8,9 +8,11 @@ small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchm
 H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 38.6 ms per step (baseline 27.0) vs 65 for the per-band
 loop, at 13.2 vs 23.3 GB peak (no hidden activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm
 included): forward 0.59 ms, dx 0.80, dW 1.25. Here:
-- bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory
-  gives each program its band), so the small bands' programs fill the big bands' last waves; the weights are
-  packed into one buffer per matrix, W2 transposed so that every weight tile is read along the band's channels.
+- bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory,
+  `BandMLP`'s buffer, gives each program its band), so the small bands' programs fill the big bands' last waves;
+  the weights are packed into one buffer per matrix, W2 transposed so that every weight tile is read along the
+  band's channels. The op allocates only its outputs, so it runs under CUDA graphs (compile mode
+  reduce-overhead: tested; not faster, benchmarks/RESULTS.md).
 - the band LayerNorms (optional: ``norm``): the forward kernel normalises its (tokens x band) tile of the
   residual stream (statistics in fp32) and saves the normalised input (in the weights' dtype) for the backward;
   the dx kernel ends with the LayerNorm's backward (statistics recomputed from x) and writes per-token-block
@@ -48,27 +50,22 @@ from .triton_support import CachedLaunch, available, dot_precision, pow2, tl, tr
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
 # measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.63 vs 3.20 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
-CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8, "store_hidden": 1,
+CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
-          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2,
-          "dxs_block_m": 64, "dxs_block_h": 32, "dxs_warps": 4, "dxs_stages": 2,
-          "dws_block_m": 64, "dws_block_h": 32, "dws_warps": 4, "dws_stages": 2}
+          "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
 TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, with the LayerNorm in the kernels
     # (results/2026-12-03/band_mlp_tuned_fused_ln_h200.json); only the settings that differ from CONFIG's
     128: {"stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
     64: {"block_h": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_block_h": 64},
     32: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_stages": 3},
 }
-# kernel -> prefix of its CONFIG / TUNED keys. The backward runs "dx" and "dw" (each recomputes the hidden units
-# from x), or with store_hidden=1 "dxs" (the dx kernel also writing the hidden activations and their gradient) and
-# "dws" (the dW kernel reading them: no recomputation, at 2 x tokens x hidden x 2 bytes of transient memory).
-KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_", "dxs": "dxs_", "dws": "dws_"}
+KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
 SETTINGS = ("block_m", "block_h", "warps", "stages")
 
 
 def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
-    """(block_m, block_h, warps, stages) of ``kernel`` (a `KERNELS` name) for a launch group of padded width bd
+    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd
     and inputs of ``dtype``. TUNED was measured with 16-bit inputs and applies to them only: fp32 tiles take twice
     the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
     cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
@@ -126,17 +123,28 @@ if triton is not None:
 
     @triton.jit
     def _band(tab_ptr, slot, ALIGN: tl.constexpr):
-        """Row ``slot`` of a launch group's band table: (band, col0, d, h, woff, hoff, goff) — the band's index,
-        first channel, width, hidden units, offset of its weights in the packed W1/W2, of its hidden units in b1
-        and in the group's stored hidden units (dx kernel's STORE). ALIGN: every width is a multiple of 16, which
-        the compiler is told (values read from memory carry no such guarantee, and without it the loads along a
-        band's channels are not vectorised)."""
-        t = tab_ptr + slot * 7
-        band, col0, d, h, woff, hoff, goff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
-                                              tl.load(t + 4), tl.load(t + 5), tl.load(t + 6))
+        """Row ``slot`` of the band table (`band_table`): (band, col0, d, h, woff, hoff) — the band's index, first
+        channel, width, hidden units, offset of its weights in the packed W1/W2 and of its hidden units in b1.
+        ALIGN: every width is a multiple of 16, which the compiler is told (values read from memory carry no
+        such guarantee, and without it the loads along a band's channels are not vectorised)."""
+        t = tab_ptr + slot * 6
+        band, col0, d, h, woff, hoff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
+                                        tl.load(t + 4), tl.load(t + 5))
         if ALIGN:
             col0, d, woff = tl.multiple_of(col0, 16), tl.multiple_of(d, 16), tl.multiple_of(woff, 16)
-        return band, col0, d, h, woff, hoff, goff
+        return band, col0, d, h, woff, hoff
+
+    @triton.jit
+    def _work_item(tab_ptr, row0, nb, item, BH: tl.constexpr):
+        """(slot, hidden tile) of the dW kernel's work item ``item`` in a launch group of nb bands from table row
+        row0: the group's bands' tiles of BH hidden units, numbered band after band."""
+        slot, first = item * 0, item * 0
+        for s in range(nb - 1):
+            tiles = tl.cdiv(tl.load(tab_ptr + (row0 + s) * 6 + 3), BH)
+            past = (slot == s) & (item >= first + tiles)
+            first = tl.where(past, first + tiles, first)
+            slot = tl.where(past, s + 1, slot)
+        return slot, item - first
 
     @triton.jit
     def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
@@ -200,11 +208,11 @@ if triton is not None:
         return x.to(dt)
 
     @triton.jit
-    def _fwd_kernel(x_ptr, lnw_ptr, lnb_ptr, xn_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, p_drop, eps,
-                    N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
+    def _fwd_kernel(x_ptr, lnw_ptr, lnb_ptr, xn_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, row0, p_drop,
+                    eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
                     DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
                     ALIGN: tl.constexpr):
-        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.program_id(1), ALIGN)
+        band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
         x = _normed(tl.load(x_ptr + io, mask=io_ok, other=0.0), lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN,
@@ -223,33 +231,23 @@ if triton is not None:
 
     @triton.jit
     def _dx_kernel(x_ptr, lnw_ptr, lnb_ptr, xin_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, dlnw_ptr, dlnb_ptr,
-                   act_ptr, dpre_ptr, seed_ptr, tab_ptr, p_drop, eps, N, D, HT, HAS_LN: tl.constexpr,
-                   HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr, DROP: tl.constexpr, STORE: tl.constexpr,
-                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
-        """STORE: also write the hidden activations (after dropout) and their pre-activations' gradient, (N, HT)
-        each in the weights' dtype (the band's units in columns goff .. goff + h), for `_dw_stored_kernel`."""
-        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.program_id(1), ALIGN)
+                   seed_ptr, tab_ptr, row0, p_drop, eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+        band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
         x = tl.load(xin_ptr + io, mask=io_ok, other=0.0).to(dt)     # the MLPs' input (normalised by the forward)
         dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
         dx = tl.zeros((BM, BD), dtype=tl.float32)       # d loss / d (the MLP's input)
-        hrow = rows.to(tl.int64)[:, None] * HT + goff   # (BM, 1) offsets of the rows' hidden units (STORE)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
-            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
+            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
-                keep = _keep(seed_ptr, band, rows, h0, h, p_drop, BH)
-                dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
-                act = tl.where(keep, act / (1.0 - p_drop), 0.0)
-            dpre = (dact * grad).to(dt)
-            if STORE:
-                h_ok = (rows < N)[:, None] & (hs < h)[None, :]
-                tl.store(act_ptr + hrow + hs[None, :], act.to(dt), mask=h_ok)
-                tl.store(dpre_ptr + hrow + hs[None, :], dpre, mask=h_ok)
-            dx += tl.dot(dpre, tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
+                dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
+            dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
             cols = tl.arange(0, BD)
             xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
@@ -265,13 +263,13 @@ if triton is not None:
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
-    def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, work_ptr,
+    def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, row0, nb,
                    p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
                    BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
         """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm)."""
-        item, split = tl.program_id(0), tl.program_id(1)
-        tile = tl.load(work_ptr + 2 * item + 1)
-        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
+        slot, tile = _work_item(tab_ptr, row0, nb, tl.program_id(0), BH)
+        split = tl.program_id(1)
+        band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + slot, ALIGN)
         hs = tile * BH + tl.arange(0, BH)
         cols = tl.arange(0, BD)
         h_ok, c_ok = hs < h, cols < d
@@ -304,79 +302,78 @@ if triton is not None:
         if HAS_BIAS:
             tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
 
-    @triton.jit
-    def _dw_stored_kernel(x_ptr, dy_ptr, act_ptr, dpre_ptr, dw1_ptr, db1_ptr, dw2t_ptr, tab_ptr, work_ptr, N, D, HT,
-                          TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                          BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
-        """`_dw_kernel` from the hidden activations and pre-activation gradients the dx kernel stored (STORE):
-        dW1^T += x^T dpre, dW2 += dy^T act, db1 += sum dpre over its token split; nothing recomputed."""
-        item, split = tl.program_id(0), tl.program_id(1)
-        tile = tl.load(work_ptr + 2 * item + 1)
-        band, col0, d, h, woff, hoff, goff = _band(tab_ptr, tl.load(work_ptr + 2 * item), ALIGN)
-        hs = tile * BH + tl.arange(0, BH)
-        cols = tl.arange(0, BD)
-        h_ok, c_ok = hs < h, cols < d
-        dt = act_ptr.dtype.element_ty
-        dw1t = tl.zeros((BD, BH), dtype=tl.float32)
-        dw2 = tl.zeros((BD, BH), dtype=tl.float32)
-        db1 = tl.zeros((BH,), dtype=tl.float32)
-        start = split * rows_per_split
-        for m0 in range(start, start + rows_per_split, BM):
-            rows = m0 + tl.arange(0, BM)
-            r_ok = (rows < N)[:, None]
-            io = rows[:, None] * D + col0 + cols[None, :]
-            x = tl.load(x_ptr + io, mask=r_ok & c_ok[None, :], other=0.0).to(dt)
-            dy = tl.load(dy_ptr + io, mask=r_ok & c_ok[None, :], other=0.0).to(dt)
-            hio = rows.to(tl.int64)[:, None] * HT + goff + hs[None, :]
-            act = tl.load(act_ptr + hio, mask=r_ok & h_ok[None, :], other=0.0)
-            dpre = tl.load(dpre_ptr + hio, mask=r_ok & h_ok[None, :], other=0.0)
-            dw1t += tl.dot(tl.trans(x), dpre, out_dtype=tl.float32, input_precision=PREC)
-            dw2 += tl.dot(tl.trans(dy), act, out_dtype=tl.float32, input_precision=PREC)
-            db1 += tl.sum(dpre.to(tl.float32), 0)
-        part = split * TW + woff
-        w_ok = c_ok[:, None] & h_ok[None, :]
-        tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
-        tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
-        if HAS_BIAS:
-            tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
 
-
+_GROUPS: dict = {}
 _TABLES: dict = {}
-_launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel), "dw": CachedLaunch(_dw_kernel),
-           "dw_stored": CachedLaunch(_dw_stored_kernel)} if triton is not None else {}
+_launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
+           "dw": CachedLaunch(_dw_kernel)} if triton is not None else {}
 
 
-def _launch_groups(dims: tuple[tuple[int, int], ...], device: torch.device, grouped: bool = True) -> list[dict]:
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _launch_groups(pairs: tuple[tuple[int, int], ...], grouped: bool = True) -> list[dict]:
     """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
-    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, n
-    bands, their table (int32 (n, 7): band, col0, d, h, woff, hoff, goff; see `_band`), their hidden units "h"
-    (goff: offsets within them) and a cache for `_work`. ``dims``: (d, h) per band. ``grouped=False``: one launch
-    per band (`CONFIG["grouped"]`, for comparison). Cached per device."""
-    key = (dims, str(device), grouped)
+    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
+    first row in `band_table` (row0), n bands, their hidden sizes h and a cache of the dW kernel's work items per
+    hidden tile. ``pairs``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for
+    comparison). Host-side only (no device tensors: nothing is allocated while a CUDA graph is captured)."""
+    key = (pairs, grouped)
+    if key not in _GROUPS:
+        order = _table_order(pairs)
+        groups: dict = {}
+        for row, band in enumerate(order):
+            d, h = pairs[band]
+            g = groups.setdefault(pow2(d) if grouped else band, {"BD": pow2(d), "row0": row, "n": 0, "h": [],
+                                                                 "items": {}})
+            g["n"] += 1
+            g["h"].append(h)
+        _GROUPS[key] = list(groups.values())
+    return _GROUPS[key]
+
+
+def _table_order(pairs: tuple[tuple[int, int], ...]) -> list[int]:
+    """Band indices in `band_table`'s row order: grouped by padded width (groups in order of first appearance),
+    so that every launch group's rows are contiguous, grouped or not."""
+    first = {}
+    for d, _ in pairs:
+        first.setdefault(pow2(d), len(first))
+    return sorted(range(len(pairs)), key=lambda b: (first[pow2(pairs[b][0])], b))
+
+
+def band_table(pairs: tuple[tuple[int, int], ...] | list) -> torch.Tensor:
+    """int32 (bands, 6) CPU table the kernels read their band from, rows (band, col0, d, h, woff, hoff) (see
+    `_band`) in `_table_order`. `BandMLP` keeps it as a buffer (so it moves with the module and, under CUDA
+    graphs, is a static input, not an allocation of the captured graph)."""
+    pairs = tuple(tuple(p) for p in pairs)
+    rows, col0, woff, hoff = [], 0, 0, 0
+    for band, (d, h) in enumerate(pairs):
+        rows.append((band, col0, d, h, woff, hoff))
+        col0, woff, hoff = col0 + d, woff + d * h, hoff + h
+    return torch.tensor([rows[b] for b in _table_order(pairs)], dtype=torch.int32)
+
+
+def _device_table(pairs: tuple[tuple[int, int], ...], device: torch.device) -> torch.Tensor:
+    """`band_table` on ``device``, cached: for calls of `band_mlp` without a table (tests, benchmarks)."""
+    key = (pairs, str(device))
     if key not in _TABLES:
-        rows, col0, woff, hoff = {}, 0, 0, 0
-        for band, (d, h) in enumerate(dims):
-            tab = rows.setdefault(pow2(d) if grouped else band, [])
-            tab.append((band, col0, d, h, woff, hoff, sum(r[3] for r in tab)))
-            col0, woff, hoff = col0 + d, woff + d * h, hoff + h
-        _TABLES[key] = [{"BD": pow2(tab[0][2]), "n": len(tab), "rows": tab, "work": {}, "h": sum(r[3] for r in tab),
-                         "table": torch.tensor(tab, dtype=torch.int32, device=device)} for tab in rows.values()]
+        _TABLES[key] = band_table(pairs).to(device)
     return _TABLES[key]
 
 
-def _work(group: dict, bh: int) -> torch.Tensor:
-    """The dW kernel's work list for hidden tiles of bh units: int32 (tiles, 2) = (table row, hidden tile)."""
-    if bh not in group["work"]:
-        work = [(slot, t) for slot, row in enumerate(group["rows"]) for t in range(triton.cdiv(row[3], bh))]
-        group["work"][bh] = torch.tensor(work, dtype=torch.int32, device=group["table"].device)
-    return group["work"][bh]
+def _work_items(g: dict, bh: int) -> int:
+    """Number of the dW kernel's work items (hidden tiles of bh units over the group's bands)."""
+    if bh not in g["items"]:
+        g["items"][bh] = sum(_cdiv(h, bh) for h in g["h"])
+    return g["items"][bh]
 
 
 class Operands(NamedTuple):
     """What every launch reads. x (N, D): the residual stream when ``lnw`` is given (each band's LayerNorm, weight
     lnw and bias lnb (D,) or None, is then applied on chip), else the band MLPs' input; w1f, b1f, w2tf: the packed
     weights (see `band_mlp_packed`; their dtype is the matmuls'); seed: the dropout seed tensor (any tensor when
-    p_drop is 0: never read); pairs: (d, h) per band."""
+    p_drop is 0: never read); pairs: (d, h) per band; table: `band_table(pairs)` on x's device."""
     x: torch.Tensor
     w1f: torch.Tensor
     b1f: torch.Tensor | None
@@ -387,13 +384,14 @@ class Operands(NamedTuple):
     seed: torch.Tensor
     p_drop: float
     pairs: tuple[tuple[int, int], ...]
+    table: torch.Tensor
 
 
-def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims) -> Operands:
+def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Operands:
     if p_drop > 0 and seed is None:
         raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
     return Operands(x.contiguous(), w1f, b1f, w2tf, lnw, lnb, eps, seed if seed is not None else x, p_drop,
-                    _pairs(dims))
+                    _pairs(dims), table)
 
 
 def _meta(ops: Operands, bd: int, cfg: dict[str, int], norm: bool = True) -> dict:
@@ -419,25 +417,21 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
     normalised input xn (N, D) (in the weights' dtype; saved for the backward)."""
     n, dim = ops.x.shape
     w = ops.w1f
-    _launch["fwd"]((triton.cdiv(n, cfg["block_m"]), g["n"]),
-        ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, g["table"],
+    _launch["fwd"]((_cdiv(n, cfg["block_m"]), g["n"]),
+        ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, ops.table, g["row0"],
         ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
 
 def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
-              p_lnb: torch.Tensor, cfg: dict[str, int], hidden: tuple[torch.Tensor, torch.Tensor] | None = None
-              ) -> None:
+              p_lnb: torch.Tensor, cfg: dict[str, int]) -> None:
     """The dx kernel for launch group g (xin: the MLPs' input, xn or x): writes g's band columns of dx (N, D) and,
     with the LayerNorm, of its weight's and bias's per-token-block partial gradients p_lnw, p_lnb (row = token
-    block of cfg's block_m). ``hidden = (act, dpre)``, each (N, >= g["h"]) in the weights' dtype: it also writes
-    g's hidden activations (after dropout) and their pre-activations' gradient there, for `launch_dw_stored`."""
+    block of cfg's block_m)."""
     n, dim = ops.x.shape
     w = ops.w1f
-    act, dpre = hidden if hidden is not None else (w, w)
-    _launch["dx"]((triton.cdiv(n, cfg["block_m"]), g["n"]),
+    _launch["dx"]((_cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
-        act, dpre, ops.seed, g["table"], ops.p_drop, ops.eps, n, dim, act.shape[-1], STORE=hidden is not None,
-        **_meta(ops, g["BD"], cfg))
+        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
 
 def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
@@ -446,37 +440,23 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     sums p_w1, p_w2t (splits, sum d*h) and p_b1 (splits, sum h)."""
     n, dim = ops.x.shape
     splits, bm = p_w1.shape[0], cfg["block_m"]
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bm) * bm
-    work = _work(g, cfg["block_h"])
-    _launch["dw"]((work.shape[0], splits),
-        xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, g["table"], work,
+    rows_per_split = _cdiv(_cdiv(n, splits), bm) * bm
+    _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
+        xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **_meta(ops, g["BD"], cfg, norm=False))
-
-
-def launch_dw_stored(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, hidden: tuple[torch.Tensor,
-                     torch.Tensor], p_w1: torch.Tensor, p_b1: torch.Tensor, p_w2t: torch.Tensor,
-                     cfg: dict[str, int]) -> None:
-    """`launch_dw` from the hidden units `launch_dx` stored for group g (``hidden``)."""
-    n, dim = ops.x.shape
-    splits, bm = p_w1.shape[0], cfg["block_m"]
-    rows_per_split = triton.cdiv(triton.cdiv(n, splits), bm) * bm
-    act, dpre = hidden
-    meta = _meta(ops, g["BD"], cfg, norm=False)
-    del meta["DROP"]
-    _launch["dw_stored"]((_work(g, cfg["block_h"]).shape[0], splits),
-        xin, dy, act, dpre, p_w1, p_b1, p_w2t, g["table"], _work(g, cfg["block_h"]), n, dim,
-        act.shape[-1], p_w1.shape[1], p_b1.shape[1], rows_per_split, **meta)
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
              b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float,
-             norm: tuple[list[torch.Tensor], list[torch.Tensor], float] | None = None) -> torch.Tensor:
+             norm: tuple[list[torch.Tensor], list[torch.Tensor], float] | None = None,
+             table: torch.Tensor | None = None) -> torch.Tensor:
     """x (N, D) -> y (N, D) in the weights' dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1]
     (W1_i (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop,
     mask drawn from seed (int64, (1,); None when p_drop is 0). ``norm = (weights, biases, eps)``: each band's
     LayerNorm (weight and bias (d_i,); biases an empty list for none) is applied to x inside the kernels, so x
     is then the residual stream (any float dtype; the statistics in fp32; the forward kernel writes the
-    normalised input once, for the backward); otherwise x is the MLPs' input.
+    normalised input once, for the backward); otherwise x is the MLPs' input. ``table``: `band_table` of these
+    bands on x's device (`BandMLP`'s buffer; None: a cached one).
 
     Packs the weights (W1s, W2^Ts, b1s each into one flat tensor) in torch and adds b2 after the op, so that under
     torch.compile the packing, its backward (the split of the packed gradients into the bands' parameters) and
@@ -488,29 +468,31 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     b1f = torch.cat(list(b1)) if b1 else None
     lnw, lnb, eps = (torch.cat(list(norm[0])), torch.cat(list(norm[1])) if norm[1] else None, float(norm[2])) \
         if norm is not None else (None, None, 0.0)
-    y, _ = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
+    if table is None:
+        table = _device_table(_pairs(dims), x.device)
+    y, _ = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
     return y + torch.cat(list(b2)).to(y.dtype) if b2 else y
 
 
 @torch.library.custom_op("akira::band_mlp_packed", mutates_args=())
 def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None, w2tf: torch.Tensor,
                     lnw: torch.Tensor | None, lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None,
-                    p_drop: float, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+                    p_drop: float, dims: list[int], table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x (N, D) -> (y, xn): y = sum_i W2_i drop(gelu(W1_i LN_i(x_i) + b1_i)) per band, (N, D) in w1f's dtype (no
     b2: `band_mlp` adds it; LN_i: band i's LayerNorm with weight lnw and bias lnb (D,) when lnw is given, else the
     identity); xn: LN(x) in w1f's dtype, saved for the backward (empty without the LayerNorm).
     w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
-    concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...]."""
-    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
+    concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...]; table: `band_table` of dims' bands on x's device."""
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
     y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
     xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)
-    for g in _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"])):
+    for g in _launch_groups(ops.pairs, bool(CONFIG["grouped"])):
         launch_fwd(g, ops, y, xn, launch_config("fwd", g["BD"], w1f.dtype))
     return y, xn
 
 
 @band_mlp_packed.register_fake
-def _(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims):
+def _(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table):
     y = x.new_empty(x.shape, dtype=w1f.dtype)
     return y, (torch.empty_like(y) if lnw is not None else y.new_empty(0))
 
@@ -521,22 +503,21 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
     band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
     it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
     splits = max(1, min(CONFIG["dw_splits"], -(-n // 64)))
-    dx = "dxs" if CONFIG["store_hidden"] else "dx"
-    return [splits, -(-n // min(launch_config(dx, pow2(d), dtype)["block_m"] for d in dims[0::2]))]
+    return [splits, -(-n // min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
 def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor, w1f: torch.Tensor,
                              b1f: torch.Tensor | None, w2tf: torch.Tensor, lnw: torch.Tensor | None,
                              lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None, p_drop: float,
-                             dims: list[int], rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                             dims: list[int], table: torch.Tensor, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                         torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dw1f, db1f, dw2tf, dlnw, dlnb): dx in x's layout and dtype, the others as fp32 partial sums
     (parts, numel) whose sum over dim 0 is the gradient of w1f, b1f, w2tf, lnw, lnb (empty when that is None).
     The autograd backward (`_backward`) sums and casts them in torch, so that under torch.compile that runs in
     the compiled graph, fused with the split of the packed gradients. xn: the forward's normalised input (with
     lnw). rows: `_partial_rows`."""
-    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims)
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
     xin = xn.contiguous() if lnw is not None else ops.x
     dy = dy.contiguous().to(w1f.dtype)
     n = x.shape[0]
@@ -550,24 +531,14 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor
     p_b1 = torch.empty(splits, b1f.numel() if b1f is not None else 0, **f32)
     p_lnw = torch.zeros(blocks, x.shape[1] if lnw is not None else 0, **f32)
     p_lnb = torch.zeros(blocks, x.shape[1] if lnb is not None else 0, **f32)
-    groups = _launch_groups(ops.pairs, x.device, bool(CONFIG["grouped"]))
-    hidden = None
-    if CONFIG["store_hidden"]:   # one buffer pair for every group in turn (the kernels run in stream order)
-        hg = max(g["h"] for g in groups)
-        hidden = (torch.empty(n, hg, dtype=w1f.dtype, device=x.device),
-                  torch.empty(n, hg, dtype=w1f.dtype, device=x.device))
-    for g in groups:
-        if hidden is None:
-            launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
-            launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
-        else:
-            launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dxs", g["BD"], w1f.dtype), hidden)
-            launch_dw_stored(g, ops, xin, dy, hidden, p_w1, p_b1, p_w2t, launch_config("dws", g["BD"], w1f.dtype))
+    for g in _launch_groups(ops.pairs, bool(CONFIG["grouped"])):
+        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
+        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
     return dx, p_w1, p_b1, p_w2t, p_lnw, p_lnb
 
 
 @band_mlp_packed_backward.register_fake
-def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, rows):
+def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, rows):
     splits, blocks = rows
 
     def part(rows, t):   # the partial sums of t's gradient (fp32, (rows, t.numel())); (rows, 0) for no t
@@ -577,20 +548,20 @@ def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, rows):
 
 
 def _setup_context(ctx, inputs, output):
-    x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims = inputs
+    x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table = inputs
     ctx.eps, ctx.p_drop, ctx.dims = eps, p_drop, dims
-    ctx.save_for_backward(x, output[1], w1f, b1f, w2tf, lnw, lnb, seed)
+    ctx.save_for_backward(x, output[1], w1f, b1f, w2tf, lnw, lnb, seed, table)
     ctx.mark_non_differentiable(output[1])
 
 
 def _backward(ctx, dy, _dxn):
-    x, xn, w1f, b1f, w2tf, lnw, lnb, seed = ctx.saved_tensors
+    x, xn, w1f, b1f, w2tf, lnw, lnb, seed, table = ctx.saved_tensors
     rows = _partial_rows(x.shape[0], ctx.dims, w1f.dtype)
     dx, *parts = band_mlp_packed_backward(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, ctx.eps, seed, ctx.p_drop, ctx.dims,
-                                          rows)
+                                          table, rows)
     grads = [part.sum(0).to(t.dtype) if t is not None else None
              for part, t in zip(parts, (w1f, b1f, w2tf, lnw, lnb))]
-    return (dx, *grads, None, None, None, None)
+    return (dx, *grads, None, None, None, None, None)
 
 
 band_mlp_packed.register_autograd(_backward, setup_context=_setup_context)

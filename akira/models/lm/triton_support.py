@@ -29,12 +29,13 @@ def dot_precision(x: torch.Tensor) -> str:
 
 def _spec(a) -> object:
     """What Triton specialises a kernel argument on: a tensor's dtype, device and 16-byte alignment; an int's
-    value 1, divisibility by 16 and 32-bit range; other values (floats, strings) by type."""
+    value 1, divisibility by 16 and 32-bit range; other values (floats, strings) by type. (Runs for every argument
+    of every launch: kept to cheap calls.)"""
     if isinstance(a, torch.Tensor):
-        return a.dtype, a.device.index, a.data_ptr() % 16 == 0
-    if isinstance(a, bool) or not isinstance(a, int):
-        return type(a)
-    return int, a == 1, a % 16 == 0, -2 ** 31 <= a < 2 ** 31
+        return a.dtype, a.get_device(), not a.data_ptr() & 15
+    if type(a) is int:
+        return a == 1, not a & 15, -2147483648 <= a < 2147483648
+    return type(a)
 
 
 class CachedLaunch:
@@ -58,7 +59,7 @@ class CachedLaunch:
         if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AKIRA_TRITON_CACHED_LAUNCH") == "0":
             self.kernel[grid](*args, **meta)
             return
-        key = (tuple(_spec(a) for a in args), tuple(meta.items()))
+        key = (tuple(map(_spec, args)), tuple(meta.items()))
         compiled = self.compiled.get(key)
         if compiled is None:
             self.compiled[key] = self.kernel[grid](*args, **meta)
