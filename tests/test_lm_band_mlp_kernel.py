@@ -254,6 +254,34 @@ def test_opcheck_fake_and_autograd_registrations(bias):
                               (dy, x.detach(), xn, *[detach(a) for a in args], rows))
 
 
+def test_band_table_rows_are_contiguous_per_launch_group_grouped_or_not():
+    """The kernels' band table (a `BandMLP` buffer): rows (band, col0, d, h, woff, hoff) ordered so that each
+    launch group's bands are contiguous rows from its row0, for grouped and per-band launches alike."""
+    pairs = ((8, 24), (40, 72), (20, 40), (32, 64), (16, 40))       # padded widths 16, 64, 32, 32, 16
+    table = band_mlp_kernel.band_table(pairs)
+    assert table.dtype == torch.int32 and table.tolist() == [
+        [0, 0, 8, 24, 0, 0], [4, 100, 16, 40, 8 * 24 + 40 * 72 + 20 * 40 + 32 * 64, 24 + 72 + 40 + 64],
+        [1, 8, 40, 72, 8 * 24, 24], [2, 48, 20, 40, 8 * 24 + 40 * 72, 24 + 72],
+        [3, 68, 32, 64, 8 * 24 + 40 * 72 + 20 * 40, 24 + 72 + 40]]
+    grouped = band_mlp_kernel._launch_groups(pairs)
+    assert [(g["BD"], g["row0"], g["n"], g["h"]) for g in grouped] == [
+        (16, 0, 2, [24, 40]), (64, 2, 1, [72]), (32, 3, 2, [40, 64])]
+    assert band_mlp_kernel._work_items(grouped[2], 32) == 2 + 2    # dW items: hidden tiles over the group's bands
+    single = band_mlp_kernel._launch_groups(pairs, grouped=False)
+    assert sorted(table[g["row0"], 0].item() for g in single) == list(range(5))     # every band once
+    assert all(g["n"] == 1 and g["h"] == [table[g["row0"], 3].item()] for g in single)
+
+
+@needs_triton
+def test_a_table_of_other_bands_is_refused():
+    x = torch.randn(4, 24, device=DEVICE)
+    w1, w2 = [torch.randn(40, 16, device=DEVICE), torch.randn(24, 8, device=DEVICE)], \
+        [torch.randn(16, 40, device=DEVICE), torch.randn(8, 24, device=DEVICE)]
+    wrong = band_mlp_kernel.band_table(((16, 40), (4, 8), (4, 16))).to(DEVICE)
+    with pytest.raises(ValueError, match="table must be band_table of the 2 bands"):
+        band_mlp_kernel.band_mlp(x, w1, [], w2, [], None, 0.0, table=wrong)
+
+
 def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypatch):
     """Per padded width, TUNED's measured settings replace CONFIG's (per kernel) for 16-bit inputs; tuned=0 turns
     the table off."""

@@ -390,6 +390,9 @@ class Operands(NamedTuple):
 def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Operands:
     if p_drop > 0 and seed is None:
         raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
+    if tuple(table.shape) != (len(dims) // 2, 6) or table.dtype != torch.int32:
+        raise ValueError(f"akira::band_mlp: table must be band_table of the {len(dims) // 2} bands (int32 "
+                         f"({len(dims) // 2}, 6)), got {table.dtype} {tuple(table.shape)}")
     return Operands(x.contiguous(), w1f, b1f, w2tf, lnw, lnb, eps, seed if seed is not None else x, p_drop,
                     _pairs(dims), table)
 
