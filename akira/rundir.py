@@ -14,6 +14,10 @@ job of the gpu_pool launcher), and in `akira.run` before `run.json` is written (
 while `running`, without `last.ckpt`) is allowed; that record is kept as `run.part<k>.json` (and
 `metrics.part<k>.json`), as `metrics.csv` is kept as `metrics.part<k>.csv`.
 
+A multirun of Hydra's own launchers (basic, submitit Slurm) writes each job's `.hydra/` before any job callback
+runs, so there the callback checks every run dir already under `hydra.sweep.dir` before the sweep starts
+(`on_multirun_start`; errors name `hydra.sweep.dir`).
+
 Cheap to import (Hydra instantiates the callback before the task function runs): no torch here.
 """
 from __future__ import annotations
@@ -58,16 +62,19 @@ def is_resume(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: 
     return path.is_file() and path.resolve().is_relative_to(d.resolve())
 
 
-def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: Any) -> bool:
+def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_path: Any,
+                  sweep_dir: str | os.PathLike | None = None) -> bool:
     """Raise a `ConfigError` (key `hydra.run.dir`) when a run that is not a resume of the directory's run
-    would overwrite the record of a finished run there. Returns whether the run is such a resume (`is_resume`)."""
+    would overwrite the record of a finished run there. Returns whether the run is such a resume (`is_resume`).
+    ``sweep_dir``: run_dir is a job dir of that sweep of Hydra's own launchers (`RunDirGuard.on_multirun_start`):
+    the error names `hydra.sweep.dir`."""
     resume = is_resume(run_dir, fit=fit, train=train, ckpt_path=ckpt_path)
     what = finished_record(run_dir)
     if what is None or resume:
         return resume
     d = Path(run_dir)
     in_sweep = bool(os.environ.get(SWEEP_DIR_ENV))
-    elsewhere = "choose another hydra.sweep.dir" if in_sweep else "choose another hydra.run.dir"
+    elsewhere = "choose another hydra.sweep.dir" if in_sweep or sweep_dir else "choose another hydra.run.dir"
     if fit and train:
         if (d / "checkpoints" / "last.ckpt").is_file():
             how = ("re-run the sweep with hydra.launcher.resume=true (or skip_completed=true), or "
@@ -75,20 +82,35 @@ def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_pa
         else:
             what = f"{what}, with no checkpoints/last.ckpt to resume"
             how = f"re-run the sweep with hydra.launcher.skip_completed=true, or {elsewhere}" if in_sweep else elsewhere
+        if sweep_dir is not None:
+            raise ConfigError("hydra.sweep.dir", f"{sweep_dir}: its job dir {d} holds {what}; the sweep's jobs "
+                                                 f"would overwrite their records: {how}")
         raise ConfigError("hydra.run.dir", f"{d} holds {what}; a new run there would overwrite its record: {how}")
     ckpt = d / "checkpoints" / "last.ckpt"
     hint = f" and pass ckpt_path={ckpt}" if ckpt.is_file() else ""
+    if sweep_dir is not None:
+        raise ConfigError("hydra.sweep.dir", f"{sweep_dir}: its job dir {d} holds {what}; evaluating there would "
+                                             "overwrite its record: choose another hydra.sweep.dir")
     raise ConfigError("hydra.run.dir", f"{d} holds {what}; evaluating there would overwrite its record: leave out "
                       f"hydra.run.dir (the evaluation gets a run dir of its own){hint}")
 
 
-def guard_run_dir(run_dir: str | os.PathLike, config: Any, *, fit: bool) -> bool:
+def guard_run_dir(run_dir: str | os.PathLike, config: Any, *, fit: bool,
+                  sweep_dir: str | os.PathLike | None = None) -> bool:
     """`check_run_dir` for a run of ``config`` (train.py / eval.py: its `train` and `ckpt_path`); returns whether
     the run resumes the directory's run."""
     from omegaconf import OmegaConf
 
     return check_run_dir(run_dir, fit=fit, train=bool(OmegaConf.select(config, "train", default=True)),
-                         ckpt_path=OmegaConf.select(config, "ckpt_path", default=None))
+                         ckpt_path=OmegaConf.select(config, "ckpt_path", default=None), sweep_dir=sweep_dir)
+
+
+def run_dirs_under(root: str | os.PathLike) -> list[Path]:
+    """The directories under ``root`` (itself included, any depth) that hold a run's record: run.json,
+    metrics.json or checkpoints/last.ckpt."""
+    found = {p.parent for name in RECORD_FILES for p in Path(root).rglob(name)}
+    found |= {p.parent.parent for p in Path(root).rglob("last.ckpt") if p.parent.name == "checkpoints"}
+    return sorted(found)
 
 
 def keep_earlier_record(run_dir: str | os.PathLike) -> list[Path]:
@@ -116,7 +138,12 @@ def is_rank_zero_env() -> bool:
 
 class RunDirGuard(Callback):
     """Hydra callback: `check_run_dir` on `hydra.run.dir` before Hydra writes `.hydra/` or the job log there
-    (its error leaves Hydra as `akira.cli.StopBeforeRun`). `fit`: true for train.py, false for eval.py."""
+    (its error leaves Hydra as `akira.cli.StopBeforeRun`). `fit`: true for train.py, false for eval.py.
+
+    In a multirun of Hydra's own launchers (basic, submitit), which write each job's `.hydra/` before any job
+    callback runs, every run dir already under `hydra.sweep.dir` is checked once before the sweep starts
+    (`on_multirun_start`), so a sweep into a directory of finished runs fails before it writes anything. The
+    gpu_pool launcher runs each job as a run (`on_run_start`) and skips or resumes finished jobs itself."""
 
     def __init__(self, fit: bool = True) -> None:
         self.fit = bool(fit)
@@ -131,6 +158,22 @@ class RunDirGuard(Callback):
             return
         try:
             guard_run_dir(os.path.abspath(str(run_dir)), config, fit=self.fit)
+        except ConfigError as exc:
+            from akira.cli import StopBeforeRun
+
+            raise StopBeforeRun(exc) from None
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if not is_rank_zero_env() or "akira_gpu_pool" in target or sweep_dir is None:
+            return
+        sweep = Path(os.path.abspath(str(sweep_dir)))
+        try:
+            for run_dir in run_dirs_under(sweep) if sweep.is_dir() else []:
+                guard_run_dir(run_dir, config, fit=self.fit, sweep_dir=sweep)
         except ConfigError as exc:
             from akira.cli import StopBeforeRun
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from akira.cli import ROOT
 from akira.config import ConfigError
 from akira.run import evaluate, train
-from akira.rundir import check_run_dir, finished_record, keep_earlier_record
+from akira.rundir import RunDirGuard, check_run_dir, finished_record, keep_earlier_record, run_dirs_under
 from tests.conftest import TINY, compose_config
 
 PY = sys.executable
@@ -142,3 +143,47 @@ def test_sweep_without_skip_or_resume_fails_the_finished_job_and_keeps_its_recor
     assert "1 of 1 sweep jobs failed" in last and "hydra.run.dir" in last and "holds a completed train run" in last
     assert _snapshot(job_dir, ignore=("stdout.log",)) == before
     assert "hydra.launcher.resume=true" in (job_dir / "stdout.log").read_text()
+
+
+def test_multirun_of_hydras_launchers_into_finished_runs_is_refused_before_it_starts(finished, tmp_path):
+    """Hydra's basic/submitit launchers write each job's .hydra/ before any job callback runs, so the guard checks
+    every run dir under hydra.sweep.dir at the multirun's start: a finished job dir (at any depth) refuses the
+    sweep naming hydra.sweep.dir; resuming (ckpt_path=last), an unfinished job dir, or the gpu_pool launcher
+    (which checks, skips or resumes each job itself) pass."""
+    from akira.cli import StopBeforeRun
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep / "model=mlp2d" / "0")
+    unfinished = sweep / "1"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(json.dumps({"status": "failed"}))
+    assert run_dirs_under(sweep) == [sweep / "1", sweep / "model=mlp2d" / "0"]
+
+    def start(*overrides):
+        cfg = compose_config([*TINY, *TRAIN, f"hydra.sweep.dir={sweep}", *overrides], run_dir=tmp_path / "unused")
+        RunDirGuard(fit=True).on_multirun_start(config=cfg)
+    with pytest.raises(StopBeforeRun) as stop:
+        start()
+    assert stop.value.error.key == "hydra.sweep.dir"
+    assert str(stop.value.error).startswith(f"hydra.sweep.dir: {sweep}: its job dir {sweep / 'model=mlp2d' / '0'} "
+                                            "holds a completed train run")
+    assert "ckpt_path=last" in str(stop.value.error)
+    start("ckpt_path=last")                    # every finished job resumes
+    start("hydra/launcher=gpu_pool")
+    shutil.rmtree(sweep / "model=mlp2d")
+    start()                                    # only an unfinished run: a fresh job may start over it
+
+
+def test_basic_launcher_sweep_into_a_finished_run_writes_nothing(finished, tmp_path):
+    """End to end: `train.py -m` with Hydra's basic launcher into a sweep dir holding a finished run exits 2 with
+    one line, before Hydra writes multirun.yaml or any job's .hydra/ (before: the job's .hydra/ was rewritten
+    and only then the job refused)."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep / "0")
+    before = _snapshot(sweep)
+    out = _cli("train.py", ["-m", *TINY, *TRAIN, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}",
+                            "hydra.sweep.subdir=${hydra.job.num}"])
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"akira: config error: hydra.sweep.dir: {sweep}: its job dir {sweep / '0'} holds"), last
+    assert _snapshot(sweep) == before
