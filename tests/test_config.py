@@ -81,6 +81,20 @@ def test_cli_config_errors_exit_2_with_one_line(args, needle):
     assert needle in lines[0] and lines[0].startswith("akira: config error:")
 
 
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_compose_time_error_comes_before_torch_and_lightning_are_imported(script):
+    """train.py / eval.py import the run code (torch, Lightning: seconds) only inside the task, after Hydra has
+    composed and type-checked the config, so a typo is reported at once (was: after importing them)."""
+    probe = ("import atexit, runpy, sys; atexit.register(lambda: print('heavy imports:', sorted({'torch', "
+             "'pytorch_lightning'} & set(sys.modules)), file=sys.stderr)); "
+             f"sys.argv = [{script!r}, 'data.typo=1']; runpy.run_path({script!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("akira: config error: data.typo: unknown key"), proc.stderr
+    assert lines[-1] == "heavy imports: []"
+
+
 def test_lm_schema_mirrors_lm_config():
     """conf's `model/` schema for LMs lists LMConfig's fields with the same defaults (kept separate so composing
     a config never imports torch); a field added to one and not the other fails here."""
