@@ -23,6 +23,7 @@ Cheap to import (Hydra instantiates the callback before the task function runs):
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +76,19 @@ def check_run_dir(run_dir: str | os.PathLike, *, fit: bool, train: bool, ckpt_pa
     d = Path(run_dir)
     in_sweep = bool(os.environ.get(SWEEP_DIR_ENV))
     elsewhere = "choose another hydra.sweep.dir" if in_sweep or sweep_dir else "choose another hydra.run.dir"
+    key, where = ("hydra.sweep.dir", f"{sweep_dir}: its job dir {d}") if sweep_dir else ("hydra.run.dir", str(d))
+    ckpt = d / "checkpoints" / "last.ckpt"
     if fit and train:
-        if (d / "checkpoints" / "last.ckpt").is_file():
+        if ckpt.is_file():
             how = ("re-run the sweep with hydra.launcher.resume=true (or skip_completed=true), or "
                    f"{elsewhere}") if in_sweep else f"resume it with ckpt_path=last, or {elsewhere}"
         else:
             what = f"{what}, with no checkpoints/last.ckpt to resume"
             how = f"re-run the sweep with hydra.launcher.skip_completed=true, or {elsewhere}" if in_sweep else elsewhere
-        if sweep_dir is not None:
-            raise ConfigError("hydra.sweep.dir", f"{sweep_dir}: its job dir {d} holds {what}; the sweep's jobs "
-                                                 f"would overwrite their records: {how}")
-        raise ConfigError("hydra.run.dir", f"{d} holds {what}; a new run there would overwrite its record: {how}")
-    ckpt = d / "checkpoints" / "last.ckpt"
+        raise ConfigError(key, f"{where} holds {what}; a new run there would overwrite its record: {how}")
     hint = f" and pass ckpt_path={ckpt}" if ckpt.is_file() else ""
-    if sweep_dir is not None:
-        raise ConfigError("hydra.sweep.dir", f"{sweep_dir}: its job dir {d} holds {what}; evaluating there would "
-                                             "overwrite its record: choose another hydra.sweep.dir")
-    raise ConfigError("hydra.run.dir", f"{d} holds {what}; evaluating there would overwrite its record: leave out "
-                      f"hydra.run.dir (the evaluation gets a run dir of its own){hint}")
+    how = elsewhere if sweep_dir else f"leave out hydra.run.dir (the evaluation gets a run dir of its own){hint}"
+    raise ConfigError(key, f"{where} holds {what}; evaluating there would overwrite its record: {how}")
 
 
 def guard_run_dir(run_dir: str | os.PathLike, config: Any, *, fit: bool,
@@ -156,12 +152,8 @@ class RunDirGuard(Callback):
         run_dir = OmegaConf.select(config, "hydra.run.dir")
         if run_dir is None:
             return
-        try:
+        with _stop_before_run():
             guard_run_dir(os.path.abspath(str(run_dir)), config, fit=self.fit)
-        except ConfigError as exc:
-            from akira.cli import StopBeforeRun
-
-            raise StopBeforeRun(exc) from None
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
@@ -171,10 +163,18 @@ class RunDirGuard(Callback):
         if not is_rank_zero_env() or "akira_gpu_pool" in target or sweep_dir is None:
             return
         sweep = Path(os.path.abspath(str(sweep_dir)))
-        try:
+        with _stop_before_run():
             for run_dir in run_dirs_under(sweep) if sweep.is_dir() else []:
                 guard_run_dir(run_dir, config, fit=self.fit, sweep_dir=sweep)
-        except ConfigError as exc:
-            from akira.cli import StopBeforeRun
 
-            raise StopBeforeRun(exc) from None
+
+@contextmanager
+def _stop_before_run():
+    """A `ConfigError` of a Hydra callback leaves Hydra as `akira.cli.StopBeforeRun` (Hydra turns a callback's
+    `Exception` into a warning)."""
+    try:
+        yield
+    except ConfigError as exc:
+        from akira.cli import StopBeforeRun
+
+        raise StopBeforeRun(exc) from None

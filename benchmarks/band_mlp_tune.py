@@ -72,7 +72,7 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     y, xn, dx = torch.empty_like(dy), torch.empty_like(dy), torch.empty_like(x)
     splits = bk.CONFIG["dw_splits"]
     p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
-    p_lnw, p_lnb = torch.zeros(-(-n // 32), d, **f32), torch.zeros(-(-n // 32), d, **f32)
+    p_lnw, p_lnb = torch.zeros(bk.cdiv(n, 32), d, **f32), torch.zeros(bk.cdiv(n, 32), d, **f32)
     launch = {
         "fwd": lambda grp, cfg: bk.launch_fwd(grp, ops, y, xn, cfg),
         "dx": lambda grp, cfg: bk.launch_dx(grp, ops, xn, dy, dx, p_lnw, p_lnb, cfg),
@@ -120,11 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="", help="band_mlp_kernel.CONFIG overrides while tuning, e.g. 'dw_splits=4'")
     p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
     args = p.parse_args(argv)
-    for item in filter(None, args.config.split(",")):
-        key, _, value = item.partition("=")
-        if key not in bk.CONFIG:
-            p.error(f"--config: unknown key {key!r}; keys: {sorted(bk.CONFIG)}")
-        bk.CONFIG[key] = int(value)
+    try:
+        bk.override_config(args.config)
+    except ValueError as exc:
+        p.error(f"--config: {exc}")
     kernels = args.kernels.split(",")
     if unknown := set(kernels) - set(bk.KERNELS):
         p.error(f"--kernels: unknown {sorted(unknown)}; known: {list(bk.KERNELS)}")

@@ -440,11 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write results JSON here")
     args = p.parse_args(argv)
 
-    for item in filter(None, args.fused_config.split(",")):
-        key, _, value = item.partition("=")
-        if key not in band_mlp_kernel.CONFIG:
-            p.error(f"--fused-config: unknown key {key!r}; keys: {sorted(band_mlp_kernel.CONFIG)}")
-        band_mlp_kernel.CONFIG[key] = int(value)
+    try:
+        band_mlp_kernel.override_config(args.fused_config)
+    except ValueError as exc:
+        p.error(f"--fused-config: {exc}")
     if args.fused_tuned:
         tuned = json.loads(Path(args.fused_tuned).read_text())["matched"]["tuned"]
         for bd, cfg in tuned.items():   # the file may tune some kernels only: the others keep TUNED's settings

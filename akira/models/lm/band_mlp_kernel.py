@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import torch
 
-from .triton_support import CachedLaunch, available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
+from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 # Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several): one launch per
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
@@ -62,6 +62,16 @@ TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, with the LayerNorm in 
 }
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
 SETTINGS = ("block_m", "block_h", "warps", "stages")
+
+
+def override_config(spec: str) -> None:
+    """Set `CONFIG` entries from ``"key=int,key=int"`` (the benchmarks' command-line overrides); an unknown key is a
+    ValueError naming the known ones."""
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        if key not in CONFIG:
+            raise ValueError(f"unknown key {key!r}; keys: {sorted(CONFIG)}")
+        CONFIG[key] = int(value)
 
 
 def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
@@ -309,10 +319,6 @@ _launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
            "dw": CachedLaunch(_dw_kernel)} if triton is not None else {}
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _launch_groups(pairs: tuple[tuple[int, int], ...], grouped: bool = True) -> list[dict]:
     """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
     for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
@@ -365,7 +371,7 @@ def _device_table(pairs: tuple[tuple[int, int], ...], device: torch.device) -> t
 def _work_items(g: dict, bh: int) -> int:
     """Number of the dW kernel's work items (hidden tiles of bh units over the group's bands)."""
     if bh not in g["items"]:
-        g["items"][bh] = sum(_cdiv(h, bh) for h in g["h"])
+        g["items"][bh] = sum(cdiv(h, bh) for h in g["h"])
     return g["items"][bh]
 
 
@@ -420,7 +426,7 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
     normalised input xn (N, D) (in the weights' dtype; saved for the backward)."""
     n, dim = ops.x.shape
     w = ops.w1f
-    _launch["fwd"]((_cdiv(n, cfg["block_m"]), g["n"]),
+    _launch["fwd"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, ops.table, g["row0"],
         ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
@@ -432,7 +438,7 @@ def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: t
     block of cfg's block_m)."""
     n, dim = ops.x.shape
     w = ops.w1f
-    _launch["dx"]((_cdiv(n, cfg["block_m"]), g["n"]),
+    _launch["dx"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
         ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
@@ -443,7 +449,7 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     sums p_w1, p_w2t (splits, sum d*h) and p_b1 (splits, sum h)."""
     n, dim = ops.x.shape
     splits, bm = p_w1.shape[0], cfg["block_m"]
-    rows_per_split = _cdiv(_cdiv(n, splits), bm) * bm
+    rows_per_split = cdiv(cdiv(n, splits), bm) * bm
     _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **_meta(ops, g["BD"], cfg, norm=False))
@@ -505,16 +511,17 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
     tokens, the least dW block, each) and the LayerNorm's per-dx-token-block rows (for the smallest block of any
     band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
     it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
-    splits = max(1, min(CONFIG["dw_splits"], -(-n // 64)))
-    return [splits, -(-n // min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
+    splits = max(1, min(CONFIG["dw_splits"], cdiv(n, 64)))
+    return [splits, cdiv(n, min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
 def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor, w1f: torch.Tensor,
                              b1f: torch.Tensor | None, w2tf: torch.Tensor, lnw: torch.Tensor | None,
                              lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None, p_drop: float,
-                             dims: list[int], table: torch.Tensor, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                        torch.Tensor, torch.Tensor, torch.Tensor]:
+                             dims: list[int], table: torch.Tensor, rows: list[int]
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                        torch.Tensor]:
     """(dx, dw1f, db1f, dw2tf, dlnw, dlnb): dx in x's layout and dtype, the others as fp32 partial sums
     (parts, numel) whose sum over dim 0 is the gradient of w1f, b1f, w2tf, lnw, lnb (empty when that is None).
     The autograd backward (`_backward`) sums and casts them in torch, so that under torch.compile that runs in

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .triton_support import available, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
+from .triton_support import available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
 CONFIG = {"block_m": 64, "block_n": 64, "warps": 4}
 LOG2E = 1.4426950408889634
@@ -146,7 +146,7 @@ def pair_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     o = torch.empty(b, h, s, v.shape[-1], dtype=q.dtype, device=q.device)
     lse = torch.empty(b, h, s, dtype=torch.float32, device=q.device)
     bm, bn = CONFIG["block_m"], CONFIG["block_n"]
-    _fwd_kernel[(triton.cdiv(s, bm), b * h)](
+    _fwd_kernel[(cdiv(s, bm), b * h)](
         q, k, v, o, lse, s, h, q.shape[-1], v.shape[-1], scale * LOG2E, *q.stride()[:3], *k.stride()[:3],
         *v.stride()[:3], *o.stride()[:3], BM=bm, BN=bn, num_warps=CONFIG["warps"], **_meta(q, v))
     return o, lse
@@ -170,8 +170,8 @@ def pair_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, 
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
     meta = {"BM": bm, "BN": bn, "num_warps": CONFIG["warps"], **_meta(q, v)}
     args = (s, h, q.shape[-1], v.shape[-1], scale * LOG2E, scale)
-    _dkdv_kernel[(triton.cdiv(s, bn), b * h)](q, k, v, do, lse, delta, dk, dv, *args, *strides, **meta)
-    _dq_kernel[(triton.cdiv(s, bm), b * h)](q, k, v, do, lse, delta, dq, *args, *strides, **meta)
+    _dkdv_kernel[(cdiv(s, bn), b * h)](q, k, v, do, lse, delta, dk, dv, *args, *strides, **meta)
+    _dq_kernel[(cdiv(s, bm), b * h)](q, k, v, do, lse, delta, dq, *args, *strides, **meta)
     return dq, dk, dv
 
 

@@ -22,6 +22,12 @@ def pow2(n: int, lo: int = 16) -> int:
     return max(lo, 1 << (int(n) - 1).bit_length())
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) of two Python ints, for launch grids (Triton's own `cdiv` is a jitted function: slow to call from
+    the host on every launch)."""
+    return -(-a // b)
+
+
 def dot_precision(x: torch.Tensor) -> str:
     """`tl.dot` input precision for inputs of x's dtype: fp32 runs exact ("ieee", not TF32)."""
     return "ieee" if x.dtype == torch.float32 else "tf32"
