@@ -61,8 +61,8 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     and, per kernel ("fwd", "dx", "dw"), a function (launch group, setting) that launches it once."""
     d = sum(WIDTHS)
     hidden = band_hidden_sizes(lm_preset("band", band_widths=WIDTHS, d_model=d, params_matched=matched))
-    pairs = tuple(zip(WIDTHS, hidden))
-    tw, th = sum(a * b for a, b in pairs), sum(hidden)
+    pairs = tuple((w, bk.padded_hidden(h)) for w, h in zip(WIDTHS, hidden))       # the packed weights' layout
+    tw, th = sum(a * b for a, b in pairs), sum(h for _, h in pairs)
     g = torch.Generator(device=device).manual_seed(0)
     bf, f32 = {"dtype": torch.bfloat16, "device": device}, {"dtype": torch.float32, "device": device}
     x, dy = torch.randn(n, d, generator=g, **f32), torch.randn(n, d, generator=g, **bf)

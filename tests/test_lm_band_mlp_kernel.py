@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from akira.models.lm import BandLayerNorm, BandMLP, Transformer, band_mlp_kernel, lm_preset
 from tests.conftest import KERNEL_DEVICE as DEVICE
@@ -234,11 +235,12 @@ def test_opcheck_fake_and_autograd_registrations(bias):
     w1 = [torch.randn(h, d, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
     w2 = [torch.randn(d, h, device=DEVICE, requires_grad=True) for d, h in zip(widths, hidden)]
     b1 = [torch.randn(h, device=DEVICE, requires_grad=True) for h in hidden] if bias else []
-    dims = [n for d, h in zip(widths, hidden) for n in (d, h)]
+    pad = [band_mlp_kernel.padded_hidden(h) - h for h in hidden]    # the packed layout (as band_mlp packs)
+    dims = [n for d, h, p in zip(widths, hidden, pad) for n in (d, h + p)]
     widths_hidden = tuple(zip(widths, hidden))
-    w1f = torch.cat([w.reshape(-1) for w in w1]).detach().requires_grad_()
-    w2tf = torch.cat([w.t().reshape(-1) for w in w2]).detach().requires_grad_()
-    b1f = torch.cat(b1).detach().requires_grad_() if bias else None
+    w1f = torch.cat([F.pad(w, (0, 0, 0, p)).reshape(-1) for w, p in zip(w1, pad)]).detach().requires_grad_()
+    w2tf = torch.cat([F.pad(w.t(), (0, 0, 0, p)).reshape(-1) for w, p in zip(w2, pad)]).detach().requires_grad_()
+    b1f = torch.cat([F.pad(b, (0, p)) for b, p in zip(b1, pad)]).detach().requires_grad_() if bias else None
     lnw, lnb = torch.randn(24, device=DEVICE, requires_grad=True), torch.randn(24, device=DEVICE, requires_grad=True)
 
     def detach(a):
@@ -255,19 +257,24 @@ def test_opcheck_fake_and_autograd_registrations(bias):
 
 
 def test_band_table_rows_are_contiguous_per_launch_group_grouped_or_not():
-    """The kernels' band table (a `BandMLP` buffer): rows (band, col0, d, h, woff, hoff) ordered so that each
-    launch group's bands are contiguous rows from its row0, for grouped and per-band launches alike."""
-    pairs = ((8, 24), (40, 72), (20, 40), (32, 64), (16, 40))       # padded widths 16, 64, 32, 32, 16
+    """The kernels' band table (a `BandMLP` buffer): rows (band, col0, d, h, woff, hoff) for the packed weights,
+    whose hidden sizes are padded to multiples of H_ALIGN, ordered so that each launch group's bands are
+    contiguous rows from its row0, for grouped and per-band launches alike."""
+    assert band_mlp_kernel.H_ALIGN == 128
+    pairs = ((8, 24), (40, 200), (20, 40), (32, 64), (16, 300))      # padded widths 16, 64, 32, 32, 16
+    padded = tuple((d, band_mlp_kernel.padded_hidden(h)) for d, h in pairs)
+    assert [h for _, h in padded] == [128, 256, 128, 128, 384]
     table = band_mlp_kernel.band_table(pairs)
+    assert torch.equal(table, band_mlp_kernel.band_table(padded))
     assert table.dtype == torch.int32 and table.tolist() == [
-        [0, 0, 8, 24, 0, 0], [4, 100, 16, 40, 8 * 24 + 40 * 72 + 20 * 40 + 32 * 64, 24 + 72 + 40 + 64],
-        [1, 8, 40, 72, 8 * 24, 24], [2, 48, 20, 40, 8 * 24 + 40 * 72, 24 + 72],
-        [3, 68, 32, 64, 8 * 24 + 40 * 72 + 20 * 40, 24 + 72 + 40]]
-    grouped = band_mlp_kernel._launch_groups(pairs)
+        [0, 0, 8, 128, 0, 0], [4, 100, 16, 384, 8 * 128 + 40 * 256 + 20 * 128 + 32 * 128, 128 + 256 + 128 + 128],
+        [1, 8, 40, 256, 8 * 128, 128], [2, 48, 20, 128, 8 * 128 + 40 * 256, 128 + 256],
+        [3, 68, 32, 128, 8 * 128 + 40 * 256 + 20 * 128, 128 + 256 + 128]]
+    grouped = band_mlp_kernel._launch_groups(padded)
     assert [(g["BD"], g["row0"], g["n"], g["h"]) for g in grouped] == [
-        (16, 0, 2, [24, 40]), (64, 2, 1, [72]), (32, 3, 2, [40, 64])]
-    assert band_mlp_kernel._work_items(grouped[2], 32) == 2 + 2    # dW items: hidden tiles over the group's bands
-    single = band_mlp_kernel._launch_groups(pairs, grouped=False)
+        (16, 0, 2, [128, 384]), (64, 2, 1, [256]), (32, 3, 2, [128, 128])]
+    assert band_mlp_kernel._work_items(grouped[2], 32) == 4 + 4    # dW items: hidden tiles over the group's bands
+    single = band_mlp_kernel._launch_groups(padded, grouped=False)
     assert sorted(table[g["row0"], 0].item() for g in single) == list(range(5))     # every band once
     assert all(g["n"] == 1 and g["h"] == [table[g["row0"], 3].item()] for g in single)
 

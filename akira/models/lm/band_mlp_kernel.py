@@ -41,6 +41,7 @@ import os
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
 
@@ -48,18 +49,22 @@ from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, 
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.63 vs 3.20 ms per
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.38 vs 2.87 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, with the LayerNorm in the kernels
-    # (results/2026-12-03/band_mlp_tuned_fused_ln_h200.json); only the settings that differ from CONFIG's
-    128: {"stages": 3, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
-    64: {"block_h": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_block_h": 64},
-    32: {"block_h": 128, "dx_block_m": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_m": 128, "dw_stages": 3},
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, LayerNorm in the kernels, unmasked hidden tiles
+    # (results/2026-12-03/band_mlp_tuned_issue_cut_h200.json); only the settings that differ from CONFIG's
+    128: {"block_m": 128, "block_h": 64, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
+    64: {"block_m": 128, "block_h": 64, "stages": 3, "dx_block_h": 64, "dx_stages": 3, "dw_block_h": 64,
+         "dw_stages": 3},
+    32: {"block_m": 128, "block_h": 128, "dx_stages": 3, "dw_stages": 3},
 }
+H_ALIGN = 128   # the packed weights pad each band's hidden units with zeros to a multiple of this (every block_h
+# divides it), so every hidden tile is whole: the kernels' loops load weights and biases without masks along the
+# hidden units (fewer instructions per unit, which made the backward kernels faster: RESULTS.md)
 KERNELS = {"fwd": "", "dx": "dx_", "dw": "dw_"}   # kernel -> prefix of its CONFIG / TUNED keys
 SETTINGS = ("block_m", "block_h", "warps", "stages")
 
@@ -80,45 +85,60 @@ def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> 
     the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
     cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
     pre = KERNELS[kernel]
+    if H_ALIGN % cfg[pre + "block_h"]:
+        raise ValueError(f"band_mlp_kernel: {pre}block_h must divide H_ALIGN={H_ALIGN}, got {cfg[pre + 'block_h']}")
     return {k: cfg[pre + k] for k in SETTINGS}
 
 
+def padded_hidden(h: int) -> int:
+    """A band's hidden units in the packed weights: h rounded up to a multiple of H_ALIGN (zeros beyond h)."""
+    return cdiv(h, H_ALIGN) * H_ALIGN
+
+
 if triton is not None:
-    if os.environ.get("TRITON_INTERPRET") == "1":   # (as triton.jit decides) the interpreter has no libdevice
+    if os.environ.get("TRITON_INTERPRET") == "1":   # (as triton.jit decides) the interpreter runs no PTX
         @triton.jit
         def _recip(x):
             return 1.0 / x
     else:
-        from triton.language.extra.cuda import libdevice
-
         @triton.jit
         def _recip(x):
-            """1 / x to 2 ulp (div.approx): IEEE division (`/`) compiles to a slow path behind a branch."""
-            return libdevice.fast_dividef(1.0, x)
+            """1 / x to 1 ulp in one instruction (`rcp.approx.ftz`; IEEE division (`/`) compiles to a slow path
+            behind a branch, libdevice's `fast_dividef` adds an instruction per value)."""
+            return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                             is_pure=True, pack=1)
 
     @triton.jit
-    def _cdf_and_gauss(p):
-        """(Phi(p), exp(-p^2 / 2)) of the standard normal, branch-free: Phi from erfc's Abramowitz & Stegun
-        7.1.26 form ``erfc(z) ~ poly(t) exp(-z^2)``, t = 1 / (1 + 0.3275911 z), z = |p| / sqrt(2), whose
-        exp(-z^2) is the Gaussian factor the GELU's derivative needs too. Max abs error of Phi 7e-8 (of gelu
-        2.1e-7, of gelu' 7e-8, plus fp32 rounding; tested). With libdevice's erf (which branches on |p|) and IEEE
-        division the three kernels took 3.32 ms per layer, with this 2.57 (H200; the identity in place of the GELU
-        2.00: benchmarks/band_mlp_activation_probe.py, RESULTS.md)."""
-        t = _recip(1.0 + 0.2316418882663604 * tl.abs(p))
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        gauss = tl.exp2(p * p * -0.7213475204444817)                    # exp(-p^2 / 2) = 2^(-p^2 log2(e) / 2)
-        tail = 0.5 * poly * gauss                                         # Phi(-|p|)
-        return tl.where(p >= 0, 1.0 - tail, tail), gauss
+    def _tail_and_density(p):
+        """(Phi(-|p|), phi(p)) of the standard normal, branch-free, by Abramowitz & Stegun 26.2.17:
+        ``Phi(-z) ~ phi(z) t (b1 + t (b2 + ... + t b5))``, t = 1 / (1 + 0.2316419 z), z = |p|; phi (which the
+        GELU's derivative needs too) is one exp2. Max abs error of Phi 7.5e-8 (of gelu 2.1e-7, of gelu' 7e-8,
+        plus fp32 rounding; tested). The kernels are bound by instruction issue, so every instruction per hidden
+        unit counts: with libdevice's erf (which branches on |p|) and IEEE division the three kernels took 3.32 ms
+        per layer, with this form 2.57 (H200; the identity in place of the GELU 2.00:
+        benchmarks/band_mlp_activation_probe.py, RESULTS.md)."""
+        t = _recip(1.0 + 0.2316419 * tl.abs(p))
+        poly = t * (0.319381530 + t * (-0.356563782 + t * (1.781477937 + t * (-1.821255978 + t * 1.330274429))))
+        phi = tl.exp2(p * p * -0.7213475204444817 - 1.3257480647361594)    # 2^(-p^2 log2(e) / 2) / sqrt(2 pi)
+        return poly * phi, phi
 
     @triton.jit
     def _gelu(p):
-        return p * _cdf_and_gauss(p)[0]
+        """p Phi(p) = max(p, 0) - |p| Phi(-|p|)."""
+        return tl.maximum(p, 0.0) - tl.abs(p) * _tail_and_density(p)[0]
+
+    @triton.jit
+    def _gelu_grad(p):
+        """gelu'(p) = Phi(p) + p phi(p)."""
+        tail, phi = _tail_and_density(p)
+        return tl.where(p >= 0, 1.0 - tail, tail) + p * phi
 
     @triton.jit
     def _gelu_and_grad(p):
-        """(gelu(p), gelu'(p)) = (p Phi(p), Phi(p) + p phi(p)) sharing one exp."""
-        cdf, gauss = _cdf_and_gauss(p)
-        return p * cdf, cdf + p * 0.3989422804014327 * gauss
+        """(gelu(p), gelu'(p)) sharing one exp."""
+        tail, phi = _tail_and_density(p)
+        cdf = tl.where(p >= 0, 1.0 - tail, tail)
+        return p * cdf, cdf + p * phi
 
     @triton.jit
     def _keep(seed_ptr, band, rows, h0, h, p_drop, BH: tl.constexpr):
@@ -134,14 +154,15 @@ if triton is not None:
     @triton.jit
     def _band(tab_ptr, slot, ALIGN: tl.constexpr):
         """Row ``slot`` of the band table (`band_table`): (band, col0, d, h, woff, hoff) — the band's index, first
-        channel, width, hidden units, offset of its weights in the packed W1/W2 and of its hidden units in b1.
-        ALIGN: every width is a multiple of 16, which the compiler is told (values read from memory carry no
-        such guarantee, and without it the loads along a band's channels are not vectorised)."""
+        channel, width, hidden units (a multiple of H_ALIGN), offset of its weights in the packed W1/W2 and of its
+        hidden units in b1 (multiples of H_ALIGN). ALIGN: every width is a multiple of 16. The compiler is told
+        both (values read from memory carry no such guarantee, and without it loads are not vectorised)."""
         t = tab_ptr + slot * 6
         band, col0, d, h, woff, hoff = (tl.load(t), tl.load(t + 1), tl.load(t + 2), tl.load(t + 3),
                                         tl.load(t + 4), tl.load(t + 5))
+        woff, hoff = tl.multiple_of(woff, 128), tl.multiple_of(hoff, 128)     # H_ALIGN
         if ALIGN:
-            col0, d, woff = tl.multiple_of(col0, 16), tl.multiple_of(d, 16), tl.multiple_of(woff, 16)
+            col0, d = tl.multiple_of(col0, 16), tl.multiple_of(d, 16)
         return band, col0, d, h, woff, hoff
 
     @triton.jit
@@ -150,7 +171,7 @@ if triton is not None:
         row0: the group's bands' tiles of BH hidden units, numbered band after band."""
         slot, first = item * 0, item * 0
         for s in range(nb - 1):
-            tiles = tl.cdiv(tl.load(tab_ptr + (row0 + s) * 6 + 3), BH)
+            tiles = tl.load(tab_ptr + (row0 + s) * 6 + 3) // BH
             past = (slot == s) & (item >= first + tiles)
             first = tl.where(past, first + tiles, first)
             slot = tl.where(past, s + 1, slot)
@@ -165,20 +186,21 @@ if triton is not None:
         return rows, rows[:, None] * D + col0 + cols[None, :], (rows < N)[:, None] & (cols < d)[None, :]
 
     @triton.jit
-    def _weight_tiles(w1_ptr, w2t_ptr, hs, d, h, dt, BD: tl.constexpr):
-        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero outside (d, h); both read from (h, d)
-        row-major matrices (W1 and W2^T), contiguous along the band's channels."""
+    def _weight_tiles(w1_ptr, w2t_ptr, hs, d, dt, BD: tl.constexpr):
+        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero in the pad channels (>= d); both read
+        from (h, d) row-major matrices (W1 and W2^T), contiguous along the band's channels. hs: whole hidden
+        tiles (h is a multiple of H_ALIGN: no mask along the hidden units)."""
         cols = tl.arange(0, BD)
-        ok = (cols < d)[:, None] & (hs < h)[None, :]
+        ok = (cols < d)[:, None]
         off = hs[None, :] * d + cols[:, None]
         return tl.load(w1_ptr + off, mask=ok, other=0.0).to(dt), tl.load(w2t_ptr + off, mask=ok, other=0.0).to(dt)
 
     @triton.jit
-    def _pre(x, w1t, b1_ptr, hs, h, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
+    def _pre(x, w1t, b1_ptr, hs, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
         """Hidden pre-activations x W1^T + b1 of one hidden tile, fp32."""
         pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
         if HAS_BIAS:
-            pre += tl.load(b1_ptr + hs, mask=hs < h, other=0.0).to(tl.float32)[None, :]
+            pre += tl.load(b1_ptr + hs).to(tl.float32)[None, :]
         return pre
 
     @triton.jit
@@ -232,8 +254,8 @@ if triton is not None:
         acc = tl.zeros((BM, BD), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
-            act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
+            act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             if DROP:
                 act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
             acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
@@ -252,8 +274,8 @@ if triton is not None:
         dx = tl.zeros((BM, BD), dtype=tl.float32)       # d loss / d (the MLP's input)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
-            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
+            grad = _gelu_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
@@ -275,28 +297,33 @@ if triton is not None:
     @triton.jit
     def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, row0, nb,
                    p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
-                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
-        """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm)."""
+                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr,
+                   EVEN_M: tl.constexpr):
+        """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm). EVEN_M: the splits
+        cover exactly N tokens (no token mask in the loop)."""
         slot, tile = _work_item(tab_ptr, row0, nb, tl.program_id(0), BH)
         split = tl.program_id(1)
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + slot, ALIGN)
         hs = tile * BH + tl.arange(0, BH)
         cols = tl.arange(0, BD)
-        h_ok, c_ok = hs < h, cols < d
-        w_ok = c_ok[:, None] & h_ok[None, :]
+        c_ok = cols < d
+        w_ok = c_ok[:, None]
         dt = w1_ptr.dtype.element_ty
-        w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, h, dt, BD)
+        w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
         dw2 = tl.zeros((BD, BH), dtype=tl.float32)
-        db1 = tl.zeros((BH,), dtype=tl.float32)
+        db1 = tl.zeros((BM, BH), dtype=tl.float32)    # summed over its rows after the loop
         start = split * rows_per_split
         for m0 in range(start, start + rows_per_split, BM):
             rows = m0 + tl.arange(0, BM)
             io = rows[:, None] * D + col0 + cols[None, :]
-            io_ok = (rows < N)[:, None] & c_ok[None, :]
+            if EVEN_M:
+                io_ok = c_ok[None, :]
+            else:
+                io_ok = (rows < N)[:, None] & c_ok[None, :]
             x = tl.load(x_ptr + io, mask=io_ok, other=0.0).to(dt)
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, h, HAS_BIAS, PREC))
+            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
                 keep = _keep(seed_ptr, band, rows, tile * BH, h, p_drop, BH)
@@ -305,12 +332,13 @@ if triton is not None:
             dpre = dact * grad
             dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
             dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
-            db1 += tl.sum(dpre, 0)
+            if HAS_BIAS:
+                db1 += dpre
         part = split * TW + woff
         tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
         tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
         if HAS_BIAS:
-            tl.store(db1_ptr + split * TH + hoff + hs, db1, mask=h_ok)
+            tl.store(db1_ptr + split * TH + hoff + hs, tl.sum(db1, 0))
 
 
 _GROUPS: dict = {}
@@ -350,9 +378,10 @@ def _table_order(pairs: tuple[tuple[int, int], ...]) -> list[int]:
 
 def band_table(pairs: tuple[tuple[int, int], ...] | list) -> torch.Tensor:
     """int32 (bands, 6) CPU table the kernels read their band from, rows (band, col0, d, h, woff, hoff) (see
-    `_band`) in `_table_order`. `BandMLP` keeps it as a buffer (so it moves with the module and, under CUDA
-    graphs, is a static input, not an allocation of the captured graph)."""
-    pairs = tuple(tuple(p) for p in pairs)
+    `_band`) in `_table_order`, for the packed weights' layout: h = `padded_hidden` of the pairs' hidden sizes.
+    `BandMLP` keeps it as a buffer (so it moves with the module and, under CUDA graphs, is a static input, not an
+    allocation of the captured graph)."""
+    pairs = tuple((d, padded_hidden(h)) for d, h in pairs)
     rows, col0, woff, hoff = [], 0, 0, 0
     for band, (d, h) in enumerate(pairs):
         rows.append((band, col0, d, h, woff, hoff))
@@ -396,6 +425,9 @@ class Operands(NamedTuple):
 def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Operands:
     if p_drop > 0 and seed is None:
         raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
+    if any(h % H_ALIGN for h in dims[1::2]):
+        raise ValueError(f"akira::band_mlp: hidden sizes must be multiples of H_ALIGN={H_ALIGN} (band_mlp pads "
+                         f"them), got {dims[1::2]}")
     if tuple(table.shape) != (len(dims) // 2, 6) or table.dtype != torch.int32:
         raise ValueError(f"akira::band_mlp: table must be band_table of the {len(dims) // 2} bands (int32 "
                          f"({len(dims) // 2}, 6)), got {table.dtype} {tuple(table.shape)}")
@@ -452,7 +484,8 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     rows_per_split = cdiv(cdiv(n, splits), bm) * bm
     _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
-        ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, **_meta(ops, g["BD"], cfg, norm=False))
+        ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, EVEN_M=splits * rows_per_split == n,
+        **_meta(ops, g["BD"], cfg, norm=False))
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
@@ -467,14 +500,16 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     normalised input once, for the backward); otherwise x is the MLPs' input. ``table``: `band_table` of these
     bands on x's device (`BandMLP`'s buffer; None: a cached one).
 
-    Packs the weights (W1s, W2^Ts, b1s each into one flat tensor) in torch and adds b2 after the op, so that under
+    Packs the weights (W1s, W2^Ts, b1s each into one flat tensor, each band's hidden units padded with zeros to
+    `padded_hidden`, which changes no output or gradient) in torch and adds b2 after the op, so that under
     torch.compile the packing, its backward (the split of the packed gradients into the bands' parameters) and
     the bias run inside the compiled graph as a few fused kernels, not as dozens of eager copies around the op
     on every call (which left the GPU idle: measured, benchmarks/RESULTS.md)."""
-    dims = [n for w in w1 for n in (w.shape[1], w.shape[0])]
-    w1f = torch.cat([w.reshape(-1) for w in w1])
-    w2tf = torch.cat([w.t().reshape(-1) for w in w2])
-    b1f = torch.cat(list(b1)) if b1 else None
+    pad = [padded_hidden(w.shape[0]) - w.shape[0] for w in w1]
+    dims = [n for w, p in zip(w1, pad) for n in (w.shape[1], w.shape[0] + p)]
+    w1f = torch.cat([F.pad(w, (0, 0, 0, p)).reshape(-1) for w, p in zip(w1, pad)])
+    w2tf = torch.cat([F.pad(w.t(), (0, 0, 0, p)).reshape(-1) for w, p in zip(w2, pad)])
+    b1f = torch.cat([F.pad(b, (0, p)) for b, p in zip(b1, pad)]) if b1 else None
     lnw, lnb, eps = (torch.cat(list(norm[0])), torch.cat(list(norm[1])) if norm[1] else None, float(norm[2])) \
         if norm is not None else (None, None, 0.0)
     if table is None:
@@ -491,7 +526,8 @@ def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None
     b2: `band_mlp` adds it; LN_i: band i's LayerNorm with weight lnw and bias lnb (D,) when lnw is given, else the
     identity); xn: LN(x) in w1f's dtype, saved for the backward (empty without the LayerNorm).
     w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
-    concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...]; table: `band_table` of dims' bands on x's device."""
+    concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...], every h_i a multiple of H_ALIGN (`band_mlp` pads
+    the weights with zeros); table: `band_table` of dims' bands on x's device."""
     ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
     y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
     xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)
