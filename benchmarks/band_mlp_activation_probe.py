@@ -73,7 +73,7 @@ VARIANTS = {"current": None, "libdevice": ("_libdevice", "_libdevice_grad"), "ta
 
 
 def measure(variant: str, n: int) -> dict[str, float]:
-    """ms per kernel per launch group ("<width>/<kernel>"), per kernel summed over groups, and the total."""
+    """ms per kernel per launch group ("<BD>/<kernel>"), per kernel summed over groups, and the total."""
     if VARIANTS[variant]:
         fwd, grad = VARIANTS[variant]
         bk._gelu, bk._gelu_and_grad = globals()[fwd], globals()[grad]   # before the first compile
@@ -81,8 +81,8 @@ def measure(variant: str, n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for g in bk._launch_groups(pairs):
         for kernel, run in launch.items():
-            out[f"{g['width']}/{kernel}"] = time_ms(lambda g=g, kernel=kernel, run=run: run(
-                g, bk.launch_config(kernel, g["width"])), reps=30)
+            out[f"{g['BD']}/{kernel}"] = time_ms(lambda g=g, kernel=kernel, run=run: run(
+                g, bk.launch_config(kernel, g["BD"])), reps=30)
     for k in launch:
         out[k] = sum(v for key, v in out.items() if key.endswith("/" + k))
     out["total"] = out["fwd"] + out["dx"] + out["dw"]

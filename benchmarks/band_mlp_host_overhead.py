@@ -45,7 +45,7 @@ def main() -> int:
     norm = BandLayerNorm(WIDTHS).to(dev)
     x = torch.randn(64, sum(WIDTHS), device=dev, requires_grad=True)
     group = bk._launch_groups(pairs)[0]
-    cfg = bk.launch_config("fwd", group["width"])
+    cfg = bk.launch_config("fwd", group["BD"])
     print(f"# host ms per call, {torch.cuda.get_device_name()}, torch {torch.__version__}, Triton "
           f"{bk.triton.__version__}, 64 tokens\n| what | cached launch | Triton's launch |\n|---|---|---|")
     rows = {"one forward-kernel launch": lambda: launch["fwd"](group, cfg),

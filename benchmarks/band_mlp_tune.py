@@ -1,4 +1,4 @@
-"""Launch settings of the fused band MLP's three Triton kernels, per launch group (the channels its tiles cover).
+"""Launch settings of the fused band MLP's three Triton kernels, per launch group (padded band width).
 
 Times each kernel (forward, dx, dW; `--kernels`) of each launch group alone on N tokens (CUDA events) in every setting of a grid
 (token block x hidden tile x warps, then pipeline stages for the best), prints a table and the fastest setting per
@@ -86,13 +86,13 @@ def tune(matched: bool, n: int, reps: int, device: torch.device, kernels: list[s
     hidden, pairs, launch = problem(matched, n, device)
     rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
     for grp in bk._launch_groups(pairs):
-        bd = grp["width"]    # the channels its tiles cover: TUNED's key (`band_mlp_kernel.group_width`)
+        bd = grp["BD"]
         for kernel in kernels:
             run = launch[kernel]
             default = {k: bk.CONFIG[bk.KERNELS[kernel] + k] for k in bk.SETTINGS}
 
             def measure(cfg, grp=grp, kernel=kernel, run=run):
-                return _measure(lambda: run(grp, cfg), grp["width"], kernel, cfg, reps, rows)
+                return _measure(lambda: run(grp, cfg), grp["BD"], kernel, cfg, reps, rows)
 
             timed = [(measure(cfg), cfg) for cfg in GRID if cfg != default] + [(measure(default), default)]
             ms_default = timed[-1][0]
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "triton": bk.triton.__version__, "date": datetime.date.today().isoformat(), "grid": GRID,
             "config": dict(bk.CONFIG)}
     print(f"# fused band MLP kernels alone, {meta['device']}, torch {meta['torch']}, Triton {meta['triton']}\n"
-          "| width | kernel | setting | ms |\n|---|---|---|---|", flush=True)
+          "| BD | kernel | setting | ms |\n|---|---|---|---|", flush=True)
     out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device, kernels)}
     if args.out:
         write_json_atomic(args.out, out)

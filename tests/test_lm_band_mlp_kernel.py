@@ -31,24 +31,15 @@ def _pair(widths, hidden, bias):
     return ref.to(DEVICE), fused.to(DEVICE)
 
 
-def test_channel_tiles_split_widths_that_are_two_powers_of_two():
-    tiles = band_mlp_kernel.channel_tiles
-    assert [tiles(d) for d in (128, 96, 80, 64, 48, 32)] == [(128, 0), (64, 32), (64, 16), (64, 0), (32, 16), (32, 0)]
-    assert [tiles(d) for d in (40, 112, 24, 20, 8)] == [(64, 0), (128, 0), (32, 0), (32, 0), (16, 0)]   # padded
-    assert [tiles(d, split=False) for d in (96, 80, 48)] == [(128, 0), (128, 0), (64, 0)]
-
-
 @needs_triton
-@pytest.mark.parametrize("widths,hidden,bias,split", [
-    ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True, 1),     # hidden not a multiple of the tile
-    ((16, 12, 10, 8, 8, 6, 4), (64, 48, 40, 32, 32, 24, 16), False, 1),
-    ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True, 1),   # 96, 80, 48 in two tiles
-    ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True, 0),   # ... or padded
-    ((8, 40, 20, 32, 16), (24, 72, 40, 64, 40), True, 1),  # launch groups (padded widths 16, 64, 32) interleaved
-    ((32, 16, 48), (96, 48, 144), True, 1)])                # all multiples of 16: the kernels' aligned variant
-def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, split, monkeypatch):
+@pytest.mark.parametrize("widths,hidden,bias", [
+    ((16, 12, 10, 8, 8, 6, 4), (40, 30, 25, 20, 20, 15, 10), True),     # hidden not a multiple of the tile
+    ((16, 12, 10, 8, 8, 6, 4), (64, 48, 40, 32, 32, 24, 16), False),
+    ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True),
+    ((8, 40, 20, 32, 16), (24, 72, 40, 64, 40), True),    # launch groups (padded widths 16, 64, 32) interleaved
+    ((32, 16, 48), (96, 48, 144), True)])                  # all multiples of 16: the kernels' aligned variant
+def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatch):
     monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)  # 141 tokens: 3 splits of the dW kernel
-    monkeypatch.setitem(band_mlp_kernel.CONFIG, "split", split)
     ref, fused = _pair(widths, hidden, bias)
     x = torch.randn(3, 47, sum(widths), device=DEVICE)     # 141 tokens: the last token block is partial
     gy = torch.randn_like(x)

@@ -51,7 +51,7 @@ from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, 
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
 # measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.38 vs 2.87 ms per
 # layer for the three kernels of all groups with CONFIG's settings).
-CONFIG = {"grouped": 1, "split": 1, "tuned": 1, "dw_splits": 8,
+CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
@@ -79,13 +79,11 @@ def override_config(spec: str) -> None:
         CONFIG[key] = int(value)
 
 
-def launch_config(kernel: str, width: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
-    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group whose tiles cover
-    ``width`` channels (`group_width`) and inputs of ``dtype``: TUNED[width]'s, else TUNED[pow2(width)]'s, over
-    CONFIG's. TUNED was measured with 16-bit inputs and applies to them only: fp32 tiles take twice the shared
-    memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
-    tuned = TUNED.get(width, TUNED.get(pow2(width), {}))
-    cfg = {**CONFIG, **tuned} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
+def launch_config(kernel: str, bd: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+    """(block_m, block_h, warps, stages) of ``kernel`` ("fwd", "dx" or "dw") for a launch group of padded width bd
+    and inputs of ``dtype``. TUNED was measured with 16-bit inputs and applies to them only: fp32 tiles take twice
+    the shared memory (the dW kernel's 128 x 64 tiles need 256 KB, over an H200's 227 KB)."""
+    cfg = {**CONFIG, **TUNED.get(bd, {})} if CONFIG["tuned"] and dtype.itemsize == 2 else CONFIG
     pre = KERNELS[kernel]
     if H_ALIGN % cfg[pre + "block_h"]:
         raise ValueError(f"band_mlp_kernel: {pre}block_h must divide H_ALIGN={H_ALIGN}, got {cfg[pre + 'block_h']}")
@@ -180,250 +178,168 @@ if triton is not None:
         return slot, item - first
 
     @triton.jit
-    def _tile(rows, N, D, col0, c0, d, MASK_ROWS: tl.constexpr, BDP: tl.constexpr):
-        """Offsets and mask of the (len(rows), BDP) tile of an (N, D) tensor holding the band's channels
-        c0 .. c0 + BDP (those < d; the band starts at column col0). MASK_ROWS=False: every row is < N."""
-        cols = c0 + tl.arange(0, BDP)
-        ok = (cols < d)[None, :]
-        if MASK_ROWS:
-            ok = (rows < N)[:, None] & ok
-        return rows[:, None] * D + col0 + cols[None, :], ok
+    def _token_block(N, D, col0, d, BM: tl.constexpr, BD: tl.constexpr):
+        """This program's token rows and its (BM, BD) tile of band columns [col0, col0 + d) of an (N, D) tensor:
+        rows, offsets, mask."""
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        cols = tl.arange(0, BD)
+        return rows, rows[:, None] * D + col0 + cols[None, :], (rows < N)[:, None] & (cols < d)[None, :]
 
     @triton.jit
-    def _weight_tiles(w1_ptr, w2t_ptr, hs, d, c0, dt, BDP: tl.constexpr):
-        """W1[hs, c0:c0 + BDP]^T and W2[c0:c0 + BDP, hs], both (BDP, len(hs)) in dtype dt, zero in the pad
-        channels (>= d); both read from (h, d) row-major matrices (W1 and W2^T), contiguous along the band's
-        channels. hs: whole hidden tiles (h is a multiple of H_ALIGN: no mask along the hidden units)."""
-        cols = c0 + tl.arange(0, BDP)
+    def _weight_tiles(w1_ptr, w2t_ptr, hs, d, dt, BD: tl.constexpr):
+        """W1[hs, :]^T and W2[:, hs], both (BD, len(hs)) in dtype dt, zero in the pad channels (>= d); both read
+        from (h, d) row-major matrices (W1 and W2^T), contiguous along the band's channels. hs: whole hidden
+        tiles (h is a multiple of H_ALIGN: no mask along the hidden units)."""
+        cols = tl.arange(0, BD)
         ok = (cols < d)[:, None]
         off = hs[None, :] * d + cols[:, None]
         return tl.load(w1_ptr + off, mask=ok, other=0.0).to(dt), tl.load(w2t_ptr + off, mask=ok, other=0.0).to(dt)
 
     @triton.jit
-    def _pre(x, w1t, x2, w1t2, b1_ptr, hs, HAS_BIAS: tl.constexpr, PREC: tl.constexpr, BD2: tl.constexpr):
-        """Hidden pre-activations x W1^T + b1 of one hidden tile, fp32, from the band's channel tiles (x, w1t) and,
-        when BD2 > 0, (x2, w1t2)."""
+    def _pre(x, w1t, b1_ptr, hs, HAS_BIAS: tl.constexpr, PREC: tl.constexpr):
+        """Hidden pre-activations x W1^T + b1 of one hidden tile, fp32."""
         pre = tl.dot(x, w1t, out_dtype=tl.float32, input_precision=PREC)
-        if HAS_BIAS:   # (before the second tile's product: the compiler folds it into the first's accumulator)
+        if HAS_BIAS:
             pre += tl.load(b1_ptr + hs).to(tl.float32)[None, :]
-        if BD2 > 0:
-            pre = tl.dot(x2, w1t2, pre, out_dtype=tl.float32, input_precision=PREC)
         return pre
 
     @triton.jit
-    def _norm_stats(x, x2, d, eps, BD: tl.constexpr, BD2: tl.constexpr):
-        """Per-row (mean, 1 / std) of a band, fp32, as LayerNorm forms them (biased variance), from its tiles x
-        (channels 0 .. BD; zeros from d on) and, when BD2 > 0, x2 (channels BD .. BD + BD2 = d)."""
+    def _norm_stats(x, d, eps, BD: tl.constexpr):
+        """Per-row (mean, 1 / std) of a (BM, BD) band tile over its first d columns (zeros beyond), fp32, as
+        LayerNorm forms them (biased variance)."""
+        c_ok = (tl.arange(0, BD) < d)[None, :]
         xf = x.to(tl.float32)
-        total = tl.sum(xf, 1)
-        if BD2 > 0:
-            x2f = x2.to(tl.float32)
-            total += tl.sum(x2f, 1)
-        mean = total / d
-        xc = tl.where((tl.arange(0, BD) < d)[None, :], xf - mean[:, None], 0.0)
-        ss = tl.sum(xc * xc, 1)
-        if BD2 > 0:
-            x2c = x2f - mean[:, None]
-            ss += tl.sum(x2c * x2c, 1)
-        return mean, tl.math.rsqrt(ss / d + eps)
+        mean = tl.sum(xf, 1) / d
+        xc = tl.where(c_ok, xf - mean[:, None], 0.0)
+        return mean, tl.math.rsqrt(tl.sum(xc * xc, 1) / d + eps)
 
     @triton.jit
-    def _x_hat(x, mean, rstd, c0, d, BDP: tl.constexpr):
-        """(x - mean) / std per row of the tile of channels c0 .. c0 + BDP, fp32, zero in the pad channels."""
-        c_ok = (c0 + tl.arange(0, BDP) < d)[None, :]
+    def _x_hat(x, mean, rstd, d, BD: tl.constexpr):
+        """(x - mean) / std per row, fp32, zero in the pad columns."""
+        c_ok = (tl.arange(0, BD) < d)[None, :]
         return tl.where(c_ok, (x.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
 
     @triton.jit
     def _band_row(ptr, col0, d, BD: tl.constexpr):
-        """(1, BD) fp32 row of a (D,) per-channel vector (a LayerNorm weight or bias) over the channels
+        """(1, BD) fp32 row of a (D,) per-channel vector (a LayerNorm weight or bias) over the band's channels
         col0 .. col0 + d, zero in the pad columns."""
         cols = tl.arange(0, BD)
         return tl.load(ptr + col0 + cols, mask=cols < d, other=0.0).to(tl.float32)[None, :]
 
     @triton.jit
-    def _normed(x, mean, rstd, lnw_ptr, lnb_ptr, col0, c0, d, dt, HAS_LN_BIAS: tl.constexpr, BDP: tl.constexpr):
-        """LayerNorm of the band's channel tile c0 .. c0 + BDP (weight and bias of channels col0 + c0 ...; zero in
-        the pad channels), in dtype dt."""
-        y = _x_hat(x, mean, rstd, c0, d, BDP) * _band_row(lnw_ptr, col0 + c0, d - c0, BDP)
-        if HAS_LN_BIAS:
-            y += _band_row(lnb_ptr, col0 + c0, d - c0, BDP)
-        return y.to(dt)
+    def _normed(x, lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
+                BD: tl.constexpr):
+        """The band MLP's input tile in dtype dt: LayerNorm(x) of the band (HAS_LN; weight and bias of channels
+        col0 .. col0 + d; zero in the pad columns) or x itself."""
+        if HAS_LN:
+            mean, rstd = _norm_stats(x, d, eps, BD)
+            y = _x_hat(x, mean, rstd, d, BD) * _band_row(lnw_ptr, col0, d, BD)
+            if HAS_LN_BIAS:
+                y += _band_row(lnb_ptr, col0, d, BD)
+            return y.to(dt)
+        return x.to(dt)
 
     @triton.jit
     def _fwd_kernel(x_ptr, lnw_ptr, lnb_ptr, xn_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, row0, p_drop,
                     eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BD2: tl.constexpr, BH: tl.constexpr,
-                    PREC: tl.constexpr, ALIGN: tl.constexpr):
-        """Tiles of BD channels (the band's first; zero-padded when d < BD) and, when BD2 > 0, of the next BD2
-        (then d = BD + BD2 exactly: no padding)."""
+                    DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+                    ALIGN: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
-        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
-        io, io_ok = _tile(rows, N, D, col0, 0, d, True, BD)
-        x = tl.load(x_ptr + io, mask=io_ok, other=0.0)
-        x2 = x
-        if BD2 > 0:
-            io2, io2_ok = _tile(rows, N, D, col0, BD, d, True, BD2)
-            x2 = tl.load(x_ptr + io2, mask=io2_ok, other=0.0)
-        if HAS_LN:   # normalised; saved for the backward kernels
-            mean, rstd = _norm_stats(x, x2, d, eps, BD, BD2)
-            x = _normed(x, mean, rstd, lnw_ptr, lnb_ptr, col0, 0, d, dt, HAS_LN_BIAS, BD)
+        x = _normed(tl.load(x_ptr + io, mask=io_ok, other=0.0), lnw_ptr, lnb_ptr, col0, d, eps, dt, HAS_LN,
+                    HAS_LN_BIAS, BD)
+        if HAS_LN:   # the normalised input, saved for the backward kernels
             tl.store(xn_ptr + io, x, mask=io_ok)
-            if BD2 > 0:
-                x2 = _normed(x2, mean, rstd, lnw_ptr, lnb_ptr, col0, BD, d, dt, HAS_LN_BIAS, BD2)
-                tl.store(xn_ptr + io2, x2, mask=io2_ok)
-        else:
-            x, x2 = x.to(dt), x2.to(dt)
         acc = tl.zeros((BM, BD), dtype=tl.float32)
-        if BD2 > 0:
-            acc2 = tl.zeros((BM, BD2), dtype=tl.float32)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, 0, dt, BD)
-            w1t2, w22 = w1t, w2
-            if BD2 > 0:
-                w1t2, w22 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, BD, dt, BD2)
-            act = _gelu(_pre(x, w1t, x2, w1t2, b1_ptr + hoff, hs, HAS_BIAS, PREC, BD2))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
+            act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             if DROP:
                 act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
-            act = act.to(dt)
-            acc += tl.dot(act, tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
-            if BD2 > 0:
-                acc2 += tl.dot(act, tl.trans(w22), out_dtype=tl.float32, input_precision=PREC)
+            acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
-        if BD2 > 0:
-            tl.store(y_ptr + io2, acc2.to(y_ptr.dtype.element_ty), mask=io2_ok)
-
-    @triton.jit
-    def _ln_backward(dx, g, xh, mg, mgx, rstd, dlnw_ptr, dlnb_ptr, part, col0, c0, d, HAS_LN_BIAS: tl.constexpr,
-                     BDP: tl.constexpr):
-        """Of the band's channel tile c0 .. c0 + BDP (dx: the gradient of the LayerNorm's output, g: dx times its
-        weight, xh: its normalised input): stores this token block's share of the LayerNorm weight's (and
-        bias's) gradient at row offset ``part`` and returns the gradient of the LayerNorm's input (fp32)."""
-        cols = c0 + tl.arange(0, BDP)
-        tl.store(dlnw_ptr + part + col0 + cols, tl.sum(dx * xh, 0), mask=cols < d)
-        if HAS_LN_BIAS:
-            tl.store(dlnb_ptr + part + col0 + cols, tl.sum(dx, 0), mask=cols < d)
-        return (g - mg[:, None] - xh * mgx[:, None]) * rstd[:, None]
 
     @triton.jit
     def _dx_kernel(x_ptr, lnw_ptr, lnb_ptr, xin_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, dlnw_ptr, dlnb_ptr,
                    seed_ptr, tab_ptr, row0, p_drop, eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
                    HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                   BD2: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
-        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
-        io, io_ok = _tile(rows, N, D, col0, 0, d, True, BD)
         x = tl.load(xin_ptr + io, mask=io_ok, other=0.0).to(dt)     # the MLPs' input (normalised by the forward)
         dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-        x2, dy2 = x, dy
-        if BD2 > 0:
-            io2, io2_ok = _tile(rows, N, D, col0, BD, d, True, BD2)
-            x2 = tl.load(xin_ptr + io2, mask=io2_ok, other=0.0).to(dt)
-            dy2 = tl.load(dy_ptr + io2, mask=io2_ok, other=0.0).to(dt)
-            dx2 = tl.zeros((BM, BD2), dtype=tl.float32)
         dx = tl.zeros((BM, BD), dtype=tl.float32)       # d loss / d (the MLP's input)
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
-            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, 0, dt, BD)
-            w1t2, w22 = w1t, w2
-            if BD2 > 0:
-                w1t2, w22 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, BD, dt, BD2)
-            grad = _gelu_grad(_pre(x, w1t, x2, w1t2, b1_ptr + hoff, hs, HAS_BIAS, PREC, BD2))
+            w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
+            grad = _gelu_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
-            if BD2 > 0:
-                dact = tl.dot(dy2, w22, dact, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
-            dpre = (dact * grad).to(dt)
-            dx += tl.dot(dpre, tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
-            if BD2 > 0:
-                dx2 += tl.dot(dpre, tl.trans(w1t2), out_dtype=tl.float32, input_precision=PREC)
+            dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
+            cols = tl.arange(0, BD)
             xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
-            xr2 = xr
-            if BD2 > 0:
-                xr2 = tl.load(x_ptr + io2, mask=io2_ok, other=0.0)
-            mean, rstd = _norm_stats(xr, xr2, d, eps, BD, BD2)
-            xh = _x_hat(xr, mean, rstd, 0, d, BD)
+            mean, rstd = _norm_stats(xr, d, eps, BD)
+            xhat = _x_hat(xr, mean, rstd, d, BD)
             g = dx * _band_row(lnw_ptr, col0, d, BD)
-            sg, sgx = tl.sum(g, 1), tl.sum(g * xh, 1)
-            if BD2 > 0:
-                xh2 = _x_hat(xr2, mean, rstd, BD, d, BD2)
-                g2 = dx2 * _band_row(lnw_ptr, col0 + BD, d - BD, BD2)
-                sg += tl.sum(g2, 1)
-                sgx += tl.sum(g2 * xh2, 1)
-            part = tl.program_id(0) * D
-            dx = _ln_backward(dx, g, xh, sg / d, sgx / d, rstd, dlnw_ptr, dlnb_ptr, part, col0, 0, d, HAS_LN_BIAS,
-                              BD)
-            if BD2 > 0:
-                dx2 = _ln_backward(dx2, g2, xh2, sg / d, sgx / d, rstd, dlnw_ptr, dlnb_ptr, part, col0, BD, d,
-                                   HAS_LN_BIAS, BD2)
+            mg, mgx = tl.sum(g, 1) / d, tl.sum(g * xhat, 1) / d
+            part = tl.program_id(0) * D + col0 + cols
+            tl.store(dlnw_ptr + part, tl.sum(dx * xhat, 0), mask=cols < d)
+            if HAS_LN_BIAS:
+                tl.store(dlnb_ptr + part, tl.sum(dx, 0), mask=cols < d)
+            dx = (g - mg[:, None] - xhat * mgx[:, None]) * rstd[:, None]
         tl.store(dx_ptr + io, dx.to(dx_ptr.dtype.element_ty), mask=io_ok)
-        if BD2 > 0:
-            tl.store(dx_ptr + io2, dx2.to(dx_ptr.dtype.element_ty), mask=io2_ok)
 
     @triton.jit
     def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, row0, nb,
                    p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
-                   BM: tl.constexpr, BD: tl.constexpr, BD2: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
-                   ALIGN: tl.constexpr, EVEN_M: tl.constexpr):
+                   BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr,
+                   EVEN_M: tl.constexpr):
         """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm). EVEN_M: the splits
         cover exactly N tokens (no token mask in the loop)."""
         slot, tile = _work_item(tab_ptr, row0, nb, tl.program_id(0), BH)
         split = tl.program_id(1)
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + slot, ALIGN)
         hs = tile * BH + tl.arange(0, BH)
+        cols = tl.arange(0, BD)
+        c_ok = cols < d
+        w_ok = c_ok[:, None]
         dt = w1_ptr.dtype.element_ty
-        w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, 0, dt, BD)
+        w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
         dw2 = tl.zeros((BD, BH), dtype=tl.float32)
-        w1t2, w22 = w1t, w2
-        if BD2 > 0:
-            w1t2, w22 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, BD, dt, BD2)
-            dw1t2 = tl.zeros((BD2, BH), dtype=tl.float32)
-            dw22 = tl.zeros((BD2, BH), dtype=tl.float32)
         db1 = tl.zeros((BM, BH), dtype=tl.float32)    # summed over its rows after the loop
         start = split * rows_per_split
         for m0 in range(start, start + rows_per_split, BM):
             rows = m0 + tl.arange(0, BM)
-            io, io_ok = _tile(rows, N, D, col0, 0, d, not EVEN_M, BD)
+            io = rows[:, None] * D + col0 + cols[None, :]
+            if EVEN_M:
+                io_ok = c_ok[None, :]
+            else:
+                io_ok = (rows < N)[:, None] & c_ok[None, :]
             x = tl.load(x_ptr + io, mask=io_ok, other=0.0).to(dt)
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-            x2, dy2 = x, dy
-            if BD2 > 0:
-                io2, io2_ok = _tile(rows, N, D, col0, BD, d, not EVEN_M, BD2)
-                x2 = tl.load(x_ptr + io2, mask=io2_ok, other=0.0).to(dt)
-                dy2 = tl.load(dy_ptr + io2, mask=io2_ok, other=0.0).to(dt)
-            act, grad = _gelu_and_grad(_pre(x, w1t, x2, w1t2, b1_ptr + hoff, hs, HAS_BIAS, PREC, BD2))
+            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
-            if BD2 > 0:
-                dact = tl.dot(dy2, w22, dact, out_dtype=tl.float32, input_precision=PREC)
             if DROP:
                 keep = _keep(seed_ptr, band, rows, tile * BH, h, p_drop, BH)
                 act = tl.where(keep, act / (1.0 - p_drop), 0.0)
                 dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
             dpre = dact * grad
-            dpre16, act16 = dpre.to(dt), act.to(dt)
-            dw1t += tl.dot(tl.trans(x), dpre16, out_dtype=tl.float32, input_precision=PREC)
-            dw2 += tl.dot(tl.trans(dy), act16, out_dtype=tl.float32, input_precision=PREC)
-            if BD2 > 0:
-                dw1t2 += tl.dot(tl.trans(x2), dpre16, out_dtype=tl.float32, input_precision=PREC)
-                dw22 += tl.dot(tl.trans(dy2), act16, out_dtype=tl.float32, input_precision=PREC)
+            dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
+            dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
                 db1 += dpre
         part = split * TW + woff
-        cols = tl.arange(0, BD)
-        w_at = part + hs[None, :] * d + cols[:, None]        # (channel, hidden unit) -> W1 / W2^T, (h, d)
-        tl.store(dw1_ptr + w_at, dw1t, mask=(cols < d)[:, None])
-        tl.store(dw2t_ptr + w_at, dw2, mask=(cols < d)[:, None])
-        if BD2 > 0:
-            w2_at = part + hs[None, :] * d + BD + tl.arange(0, BD2)[:, None]
-            tl.store(dw1_ptr + w2_at, dw1t2)
-            tl.store(dw2t_ptr + w2_at, dw22)
+        tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
+        tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
         if HAS_BIAS:
             tl.store(db1_ptr + split * TH + hoff + hs, tl.sum(db1, 0))
+
 
 _GROUPS: dict = {}
 _TABLES: dict = {}
@@ -431,39 +347,20 @@ _launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
            "dw": CachedLaunch(_dw_kernel)} if triton is not None else {}
 
 
-def channel_tiles(d: int, split: bool = True) -> tuple[int, int]:
-    """(BD, BD2): how the kernels tile a band of d channels. One tile of BD = pow2(d) channels (BD2 = 0; the pad
-    channels are masked and cost their share of every matmul), or, with ``split`` and d the sum of two powers of
-    two >= 16 (96 = 64 + 32, 80 = 64 + 16, 48 = 32 + 16), tiles of BD and BD2 channels: no padding."""
-    p = pow2(d)
-    lo = p // 2
-    if split and p != d and lo >= 16 and d - lo >= 16 and (d - lo) & (d - lo - 1) == 0:
-        return lo, d - lo
-    return p, 0
-
-
-def group_width(d: int) -> int:
-    """The channels BD + BD2 the kernels' tiles cover for a band of width d (under `CONFIG["split"]`): the key of
-    its launch group's settings in `TUNED`."""
-    return sum(channel_tiles(d, bool(CONFIG["split"])))
-
-
 def _launch_groups(pairs: tuple[tuple[int, int], ...], grouped: bool = True) -> list[dict]:
-    """Bands tiled alike (`channel_tiles`, under `CONFIG["split"]`) share one launch of each kernel (the programs
-    of all the group's bands fill the GPU's waves together). Per group: the tiles' widths BD and BD2, the width
-    they cover (the key of `TUNED`), its first row in `band_table` (row0), n bands, their hidden sizes h and a
-    cache of the dW kernel's work items per hidden tile. ``pairs``: (d, h) per band. ``grouped=False``: one
-    launch per band (`CONFIG["grouped"]`, for comparison). Host-side only (no device tensors: nothing is
-    allocated while a CUDA graph is captured)."""
-    split = bool(CONFIG["split"])
-    key = (pairs, grouped, split)
+    """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
+    for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
+    first row in `band_table` (row0), n bands, their hidden sizes h and a cache of the dW kernel's work items per
+    hidden tile. ``pairs``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for
+    comparison). Host-side only (no device tensors: nothing is allocated while a CUDA graph is captured)."""
+    key = (pairs, grouped)
     if key not in _GROUPS:
+        order = _table_order(pairs)
         groups: dict = {}
-        for row, band in enumerate(_table_order(pairs)):
+        for row, band in enumerate(order):
             d, h = pairs[band]
-            bd, bd2 = channel_tiles(d, split)
-            g = groups.setdefault((bd, bd2) if grouped else band, {"BD": bd, "BD2": bd2, "width": bd + bd2,
-                                                                   "row0": row, "n": 0, "h": [], "items": {}})
+            g = groups.setdefault(pow2(d) if grouped else band, {"BD": pow2(d), "row0": row, "n": 0, "h": [],
+                                                                 "items": {}})
             g["n"] += 1
             g["h"].append(h)
         _GROUPS[key] = list(groups.values())
@@ -471,13 +368,12 @@ def _launch_groups(pairs: tuple[tuple[int, int], ...], grouped: bool = True) -> 
 
 
 def _table_order(pairs: tuple[tuple[int, int], ...]) -> list[int]:
-    """Band indices in `band_table`'s row order: by padded width, then by channel tiling (each in order of first
-    appearance), so that every launch group's rows are contiguous: grouped or not, split or not."""
-    first: dict = {}
+    """Band indices in `band_table`'s row order: grouped by padded width (groups in order of first appearance),
+    so that every launch group's rows are contiguous, grouped or not."""
+    first = {}
     for d, _ in pairs:
         first.setdefault(pow2(d), len(first))
-        first.setdefault(channel_tiles(d), len(first))
-    return sorted(range(len(pairs)), key=lambda b: (first[pow2(pairs[b][0])], first[channel_tiles(pairs[b][0])], b))
+    return sorted(range(len(pairs)), key=lambda b: (first[pow2(pairs[b][0])], b))
 
 
 def band_table(pairs: tuple[tuple[int, int], ...] | list) -> torch.Tensor:
@@ -539,11 +435,10 @@ def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Op
                     _pairs(dims), table)
 
 
-def _meta(ops: Operands, g: dict, cfg: dict[str, int], norm: bool = True) -> dict:
-    """The kernels' compile-time arguments for launch group g (``norm=False``: for the dW kernel, which has no
-    LayerNorm ones)."""
-    meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": g["BD"], "BD2": g["BD2"],
-            "BH": cfg["block_h"], "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
+def _meta(ops: Operands, bd: int, cfg: dict[str, int], norm: bool = True) -> dict:
+    """The kernels' compile-time arguments (``norm=False``: for the dW kernel, which has no LayerNorm ones)."""
+    meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
+            "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
             "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
     return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if norm else meta
 
@@ -565,7 +460,7 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
     w = ops.w1f
     _launch["fwd"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, ops.table, g["row0"],
-        ops.p_drop, ops.eps, n, dim, **_meta(ops, g, cfg))
+        ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
 
 def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
@@ -577,7 +472,7 @@ def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: t
     w = ops.w1f
     _launch["dx"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
-        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g, cfg))
+        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
 
 
 def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
@@ -590,7 +485,7 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, EVEN_M=splits * rows_per_split == n,
-        **_meta(ops, g, cfg, norm=False))
+        **_meta(ops, g["BD"], cfg, norm=False))
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
@@ -637,7 +532,7 @@ def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None
     y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
     xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)
     for g in _launch_groups(ops.pairs, bool(CONFIG["grouped"])):
-        launch_fwd(g, ops, y, xn, launch_config("fwd", g["width"], w1f.dtype))
+        launch_fwd(g, ops, y, xn, launch_config("fwd", g["BD"], w1f.dtype))
     return y, xn
 
 
@@ -653,7 +548,7 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
     band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
     it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
     splits = max(1, min(CONFIG["dw_splits"], cdiv(n, 64)))
-    return [splits, cdiv(n, min(launch_config("dx", group_width(d), dtype)["block_m"] for d in dims[0::2]))]
+    return [splits, cdiv(n, min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
@@ -683,8 +578,8 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor
     p_lnw = torch.zeros(blocks, x.shape[1] if lnw is not None else 0, **f32)
     p_lnb = torch.zeros(blocks, x.shape[1] if lnb is not None else 0, **f32)
     for g in _launch_groups(ops.pairs, bool(CONFIG["grouped"])):
-        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["width"], w1f.dtype))
-        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["width"], w1f.dtype))
+        launch_dx(g, ops, xin, dy, dx, p_lnw, p_lnb, launch_config("dx", g["BD"], w1f.dtype))
+        launch_dw(g, ops, xin, dy, p_w1, p_b1, p_w2t, launch_config("dw", g["BD"], w1f.dtype))
     return dx, p_w1, p_b1, p_w2t, p_lnw, p_lnb
 
 
