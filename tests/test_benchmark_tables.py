@@ -45,3 +45,22 @@ def test_tables_give_mean_and_std_over_seeds(quality):
     results = [job("spectral2d", "chirp", s, v) for s, v in enumerate((1e-3, 2e-3, 3e-3))]
     row = next(line for line in quality.tables(results).splitlines() if line.startswith("| chirp"))
     assert "2.00e-03 ± 1.0e-03" in row
+
+
+def test_sass_count_takes_the_longest_backward_branch_as_the_main_loop():
+    spec = importlib.util.spec_from_file_location(
+        "band_mlp_sass_count", Path(__file__).resolve().parents[1] / "benchmarks" / "band_mlp_sass_count.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   FADD R2, R2, R3 ;
+        /*0020*/               @P0 BRA 0x10 ;
+        /*0030*/                   HGMMA.64x32x16.F32.BF16 R88, R116, gdesc[UR4], R88 ;
+        /*0040*/                   MUFU.EX2 R5, R5 ;
+        /*0050*/               @!P2 FFMA R6, R5, R5, 1 ;
+        /*0060*/               @P1 BRA 0x30 ;
+        /*0070*/                   EXIT ;
+        /*0080*/                   BRA 0x80;
+    """
+    assert module.loop_opcodes(sass) == ["HGMMA", "MUFU", "FFMA", "BRA"]

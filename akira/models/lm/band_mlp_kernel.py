@@ -5,13 +5,17 @@ the op `akira::band_mlp_packed`, forward and backward).
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 38.6 ms per step (baseline 27.0) vs 65 for the per-band
-loop, at 13.2 vs 23.3 GB peak (no hidden activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm
-included): forward 0.59 ms, dx 0.80, dW 1.25. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 37.7-38.0 ms per step (baseline 27.4-27.8) vs 65 for
+the per-band loop, at 13.2 vs 23.3 GB peak (no hidden activations are kept). Kernel time per layer (e~24, 32k
+tokens, LayerNorm included): forward 0.60 ms, dx 0.74, dW 1.04. Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory,
   `BandMLP`'s buffer, gives each program its band), so the small bands' programs fill the big bands' last waves;
   the weights are packed into one buffer per matrix, W2 transposed so that every weight tile is read along the
-  band's channels. The op allocates only its outputs, so it runs under CUDA graphs (compile mode
+  band's channels, each band's hidden units padded with zeros to a multiple of `H_ALIGN` so that every hidden
+  tile is whole (no masks along the hidden units). The backward kernels are bound by instruction issue (counted
+  in the compiled SASS: ~20-26 instructions per hidden unit and kernel), so their code avoids every instruction
+  per unit it can (RESULTS.md). Tiling the 96/80/48-wide bands as two unpadded channel tiles was slower
+  (commit 2feb7f1). The op allocates only its outputs, so it runs under CUDA graphs (compile mode
   reduce-overhead: tested; not faster, benchmarks/RESULTS.md).
 - the band LayerNorms (optional: ``norm``): the forward kernel normalises its (tokens x band) tile of the
   residual stream (statistics in fp32) and saves the normalised input (in the weights' dtype) for the backward;
