@@ -38,10 +38,13 @@ def _pair(widths, hidden, bias):
     ((128, 96, 80, 64, 64, 48, 32), (200, 150, 130, 100, 100, 75, 50), True),
     ((8, 40, 20, 32, 16), (24, 72, 40, 64, 40), True),    # launch groups (padded widths 16, 64, 32) interleaved
     ((32, 16, 48), (96, 48, 144), True)])                  # all multiples of 16: the kernels' aligned variant
-def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, monkeypatch):
-    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)  # 141 tokens: 3 splits of the dW kernel
+@pytest.mark.parametrize("tokens", [141, 192])
+def test_fused_equals_loop_values_and_gradients(widths, hidden, bias, tokens, monkeypatch):
+    """141 tokens: the last token block is partial, the dW kernel's 3 splits mask tokens; 192: 3 splits of 64
+    tokens cover them exactly (the dW kernel's unmasked loop, EVEN_M)."""
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)
     ref, fused = _pair(widths, hidden, bias)
-    x = torch.randn(3, 47, sum(widths), device=DEVICE)     # 141 tokens: the last token block is partial
+    x = torch.randn(3, tokens // 3, sum(widths), device=DEVICE)
     gy = torch.randn_like(x)
     outs = []
     for m in (ref, fused):

@@ -117,10 +117,10 @@ if triton is not None:
         """(Phi(-|p|), phi(p)) of the standard normal, branch-free, by Abramowitz & Stegun 26.2.17:
         ``Phi(-z) ~ phi(z) t (b1 + t (b2 + ... + t b5))``, t = 1 / (1 + 0.2316419 z), z = |p|; phi (which the
         GELU's derivative needs too) is one exp2. Max abs error of Phi 7.5e-8 (of gelu 2.1e-7, of gelu' 7e-8,
-        plus fp32 rounding; tested). The kernels are bound by instruction issue, so every instruction per hidden
-        unit counts: with libdevice's erf (which branches on |p|) and IEEE division the three kernels took 3.32 ms
-        per layer, with this form 2.57 (H200; the identity in place of the GELU 2.00:
-        benchmarks/band_mlp_activation_probe.py, RESULTS.md)."""
+        plus fp32 rounding; tested). (26.2.17 is 7.1.26's erfc form for the normal: the same approximation, with
+        1/sqrt(2 pi) moved into the exponent, which saves an instruction per unit.) With libdevice's erf (which
+        branches on |p|) and IEEE division the three kernels took 3.32 ms per layer, with 7.1.26 2.57 (H200; the
+        identity in place of the GELU 2.00: benchmarks/band_mlp_activation_probe.py, RESULTS.md)."""
         t = _recip(1.0 + 0.2316419 * tl.abs(p))
         poly = t * (0.319381530 + t * (-0.356563782 + t * (1.781477937 + t * (-1.821255978 + t * 1.330274429))))
         phi = tl.exp2(p * p * -0.7213475204444817 - 1.3257480647361594)    # 2^(-p^2 log2(e) / 2) / sqrt(2 pi)
