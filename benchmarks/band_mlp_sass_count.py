@@ -30,12 +30,13 @@ DIVISIBLE_INTS = {"N", "D", "TW", "rows_per_split"}
 LINE = re.compile(r"\s*/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\.[\w.]*)?\s*(.*?);")
 
 
-def compile_sm90(kernel: str, width: int, cfg: dict[str, int]):
-    """The compiled kernel (Triton's CompiledKernel) for a launch group of padded width ``width``."""
+def compile_sm90(kernel: str, width: int, cfg: dict[str, int], dropout: bool = False):
+    """The compiled kernel (Triton's CompiledKernel) for a launch group of padded width ``width`` (``dropout``:
+    with hidden dropout)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     fn = {"fwd": bk._fwd_kernel, "dx": bk._dx_kernel, "dw": bk._dw_kernel}[kernel]
-    const = {"HAS_LN": True, "HAS_LN_BIAS": True, "HAS_BIAS": True, "DROP": False, "BM": cfg["block_m"],
+    const = {"HAS_LN": True, "HAS_LN_BIAS": True, "HAS_BIAS": True, "DROP": dropout, "BM": cfg["block_m"],
              "BD": width, "BH": cfg["block_h"], "PREC": "tf32", "ALIGN": True, "EVEN_M": True}
     const = {k: v for k, v in const.items() if k in fn.arg_names}
     fp32 = FP32_POINTERS - ({"x_ptr"} if kernel == "dw" else set())   # the dW kernel reads the bf16 normalised input
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kernels", default="fwd,dx,dw")
     p.add_argument("--widths", default="128,64,32", help="padded widths of the launch groups")
+    p.add_argument("--dropout", action="store_true", help="the kernels' dropout variant")
     p.add_argument("--setting", default=None, help="block_h,block_m,warps,stages for every kernel (default: "
                                                     "launch_config's)")
     args = p.parse_args(argv)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = bk.launch_config(kernel, width)
             if args.setting:
                 cfg = dict(zip(("block_h", "block_m", "warps", "stages"), map(int, args.setting.split(","))))
-            ops = main_loop_opcodes(compile_sm90(kernel, width, cfg).asm["cubin"])
+            ops = main_loop_opcodes(compile_sm90(kernel, width, cfg, args.dropout).asm["cubin"])
             units = cfg["block_m"] * cfg["block_h"] / (32 * cfg["warps"])    # per thread per iteration
             top = ", ".join(f"{op} {n / units:.2f}" for op, n in collections.Counter(ops).most_common(8))
             print(f"| {kernel} | {width} | {cfg} | {len(ops) / units:.1f} | {top} |", flush=True)

@@ -30,7 +30,7 @@ tokens, LayerNorm included): forward 0.60 ms, dx 0.74, dW 1.04. Here:
   formed), in torch, as are the packing of the weights and the split of their packed gradients (`band_mlp`,
   `_backward`), so that under torch.compile all that runs in the compiled graph as a few fused kernels.
 - dropout on the hidden units (as `BandMLP`'s other paths apply it after the GELU): Philox random numbers from a
-  seed tensor and each (band, token, hidden unit), one Philox call per four units, regenerated in the backward
+  seed tensor and each (band, token, hidden unit), one Philox call per eight units, regenerated in the backward
   kernels, so no mask is stored (the mask does not depend on the tiling: tested).
 - launches go through `triton_support.CachedLaunch` (less host time per launch than Triton's own path: the
   op's forward + backward took 2.8 vs 4.2 ms of host time per call, H200 host), since the matched arms' steps
@@ -146,14 +146,19 @@ if triton is not None:
 
     @triton.jit
     def _keep(seed_ptr, band, rows, h0, h, p_drop, BH: tl.constexpr):
-        """(len(rows), BH) dropout keep-mask of hidden units h0 .. h0 + BH (h0 a multiple of 4), True with
+        """(len(rows), BH) dropout keep-mask of hidden units h0 .. h0 + BH (h0 a multiple of 8), True with
         probability 1 - p_drop: a function of (seed, band, token row, hidden unit) only, so the backward kernels
-        regenerate the forward's. One Philox call gives four 32-bit draws, for units 4q .. 4q + 3 (q = unit // 4);
-        each draw's top 24 bits are the uniform number compared with p_drop."""
-        quads = h0 // 4 + tl.arange(0, BH // 4)
-        r0, r1, r2, r3 = tl.randint4x(tl.load(seed_ptr) + band, rows[:, None] * tl.cdiv(h, 4) + quads[None, :])
-        r = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), (rows.shape[0], BH))
-        return (r >> 8).to(tl.float32) * 5.960464477539063e-08 >= p_drop       # 2^-24
+        regenerate the forward's. One Philox call (10 rounds) gives four 32-bit draws, whose eight 16-bit halves
+        are the uniform integers of units 8q .. 8q + 7 (q = unit // 8), each kept when >= round(p_drop 2^16): the
+        keep probability is 1 - p_drop to within 2^-17. (An eighth of a Philox call per hidden unit, where 24-bit
+        draws took a quarter: the random numbers were most of the kernels' instructions with dropout,
+        benchmarks/band_mlp_sass_count.py --dropout.)"""
+        octs = h0 // 8 + tl.arange(0, BH // 8)
+        r0, r1, r2, r3 = tl.randint4x(tl.load(seed_ptr) + band, rows[:, None] * (h // 8) + octs[None, :])
+        lo = tl.join(tl.join(r0 & 0xFFFF, r1 & 0xFFFF), tl.join(r2 & 0xFFFF, r3 & 0xFFFF))
+        hi = tl.join(tl.join(r0 >> 16, r1 >> 16), tl.join(r2 >> 16, r3 >> 16))
+        r = tl.reshape(tl.join(lo, hi), (rows.shape[0], BH))
+        return r >= tl.cast(p_drop * 65536.0 + 0.5, tl.uint32)
 
     @triton.jit
     def _band(tab_ptr, slot, ALIGN: tl.constexpr):
@@ -260,9 +265,11 @@ if triton is not None:
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
             act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
-            if DROP:
-                act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act / (1.0 - p_drop), 0.0)
+            if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sum)
+                act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act, 0.0)
             acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
+        if DROP:
+            acc *= 1.0 / (1.0 - p_drop)
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
 
     @triton.jit
@@ -281,9 +288,11 @@ if triton is not None:
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
             grad = _gelu_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
-            if DROP:
-                dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact / (1.0 - p_drop), 0.0)
+            if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sum)
+                dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact, 0.0)
             dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
+        if DROP:
+            dx *= 1.0 / (1.0 - p_drop)
         if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
             cols = tl.arange(0, BD)
             xr = tl.load(x_ptr + io, mask=io_ok, other=0.0)
@@ -329,15 +338,18 @@ if triton is not None:
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
             act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
-            if DROP:
+            if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sums)
                 keep = _keep(seed_ptr, band, rows, tile * BH, h, p_drop, BH)
-                act = tl.where(keep, act / (1.0 - p_drop), 0.0)
-                dact = tl.where(keep, dact / (1.0 - p_drop), 0.0)
+                act = tl.where(keep, act, 0.0)
+                dact = tl.where(keep, dact, 0.0)
             dpre = dact * grad
             dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
             dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
             if HAS_BIAS:
                 db1 += dpre
+        if DROP:
+            scale = 1.0 / (1.0 - p_drop)
+            dw1t, dw2, db1 = dw1t * scale, dw2 * scale, db1 * scale
         part = split * TW + woff
         tl.store(dw1_ptr + part + hs[None, :] * d + cols[:, None], dw1t, mask=w_ok)
         tl.store(dw2t_ptr + part + hs[None, :] * d + cols[:, None], dw2, mask=w_ok)    # as W2^T, (h, d)
