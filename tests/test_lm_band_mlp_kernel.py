@@ -283,13 +283,15 @@ def test_band_table_rows_are_contiguous_per_launch_group_grouped_or_not():
 
 
 @needs_triton
-def test_a_table_of_other_bands_is_refused():
+def test_a_table_of_other_bands_or_a_dropout_of_one_is_refused():
     x = torch.randn(4, 24, device=DEVICE)
     w1, w2 = [torch.randn(40, 16, device=DEVICE), torch.randn(24, 8, device=DEVICE)], \
         [torch.randn(16, 40, device=DEVICE), torch.randn(8, 24, device=DEVICE)]
     wrong = band_mlp_kernel.band_table(((16, 40), (4, 8), (4, 16))).to(DEVICE)
     with pytest.raises(ValueError, match="table must be band_table of the 2 bands"):
         band_mlp_kernel.band_mlp(x, w1, [], w2, [], None, 0.0, table=wrong)
+    with pytest.raises(ValueError, match=r"p_drop must be in \[0, 1\), got 1.0"):
+        band_mlp_kernel.band_mlp(x, w1, [], w2, [], torch.tensor([1], device=DEVICE), 1.0)
 
 
 def test_launch_config_takes_a_widths_tuned_settings_over_the_defaults(monkeypatch):

@@ -439,6 +439,8 @@ class Operands(NamedTuple):
 
 
 def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Operands:
+    if not 0.0 <= p_drop < 1.0:
+        raise ValueError(f"akira::band_mlp: p_drop must be in [0, 1), got {p_drop}")
     if p_drop > 0 and seed is None:
         raise ValueError("akira::band_mlp: dropout (p_drop > 0) needs a seed tensor")
     if any(h % H_ALIGN for h in dims[1::2]):
