@@ -1,4 +1,5 @@
-"""The quality benchmark's tables (benchmarks/fields_quality.py) from hand-made job results."""
+"""The quality benchmark's tables (benchmarks/fields_quality.py) from hand-made job results; the SASS counter's
+loop finder."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "fields_quality.py"
+
+def _benchmark(name: str):
+    """The module of benchmarks/<name>.py (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("fields_quality", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("fields_quality")
 
 
 def job(model: str, pattern: str, seed: int, mse: float, copy_last: float = 1.0, linear: float = 0.5,
@@ -48,10 +52,7 @@ def test_tables_give_mean_and_std_over_seeds(quality):
 
 
 def test_sass_count_takes_the_longest_backward_branch_as_the_main_loop():
-    spec = importlib.util.spec_from_file_location(
-        "band_mlp_sass_count", Path(__file__).resolve().parents[1] / "benchmarks" / "band_mlp_sass_count.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark("band_mlp_sass_count")
     sass = """
         /*0000*/                   MOV R1, c[0x0][0x28] ;
         /*0010*/                   FADD R2, R2, R3 ;

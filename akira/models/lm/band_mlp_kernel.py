@@ -132,12 +132,6 @@ if triton is not None:
         return tl.maximum(p, 0.0) - tl.abs(p) * _tail_and_density(p)[0]
 
     @triton.jit
-    def _gelu_grad(p):
-        """gelu'(p) = Phi(p) + p phi(p)."""
-        tail, phi = _tail_and_density(p)
-        return tl.where(p >= 0, 1.0 - tail, tail) + p * phi
-
-    @triton.jit
     def _gelu_and_grad(p):
         """(gelu(p), gelu'(p)) sharing one exp."""
         tail, phi = _tail_and_density(p)
@@ -286,7 +280,7 @@ if triton is not None:
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
-            grad = _gelu_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
+            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))   # (act compiled away)
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sum)
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact, 0.0)
