@@ -30,14 +30,15 @@ DIVISIBLE_INTS = {"N", "D", "TW", "rows_per_split"}
 LINE = re.compile(r"\s*/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\.[\w.]*)?\s*(.*?);")
 
 
-def compile_sm90(kernel: str, width: int, cfg: dict[str, int], dropout: bool = False):
+def compile_sm90(kernel: str, width: int, cfg: dict[str, int], dropout: bool = False, gelu16: bool = True):
     """The compiled kernel (Triton's CompiledKernel) for a launch group of padded width ``width`` (``dropout``:
-    with hidden dropout)."""
+    with hidden dropout; ``gelu16``: the backward kernels' packed-bf16 GELU)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     fn = {"fwd": bk._fwd_kernel, "dx": bk._dx_kernel, "dw": bk._dw_kernel}[kernel]
     const = {"HAS_LN": True, "HAS_LN_BIAS": True, "HAS_BIAS": True, "DROP": dropout, "BM": cfg["block_m"],
-             "BD": width, "BH": cfg["block_h"], "PREC": "tf32", "ALIGN": True, "EVEN_M": True}
+             "BD": width, "BH": cfg["block_h"], "PREC": "tf32", "ALIGN": True, "EVEN_M": True,
+             "G16": gelu16}
     const = {k: v for k, v in const.items() if k in fn.arg_names}
     fp32 = FP32_POINTERS - ({"x_ptr"} if kernel == "dw" else set())   # the dW kernel reads the bf16 normalised input
     sig = {}
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernels", default="fwd,dx,dw")
     p.add_argument("--widths", default="128,64,32", help="padded widths of the launch groups")
     p.add_argument("--dropout", action="store_true", help="the kernels' dropout variant")
+    p.add_argument("--bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
+                   help="the backward kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
     p.add_argument("--setting", default=None, help="block_h,block_m,warps,stages for every kernel (default: "
                                                     "launch_config's)")
     args = p.parse_args(argv)
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = bk.launch_config(kernel, width)
             if args.setting:
                 cfg = dict(zip(("block_h", "block_m", "warps", "stages"), map(int, args.setting.split(","))))
-            ops = main_loop_opcodes(compile_sm90(kernel, width, cfg, args.dropout).asm["cubin"])
+            ops = main_loop_opcodes(compile_sm90(kernel, width, cfg, args.dropout, args.bf16_gelu).asm["cubin"])
             units = cfg["block_m"] * cfg["block_h"] / (32 * cfg["warps"])    # per thread per iteration
             top = ", ".join(f"{op} {n / units:.2f}" for op, n in collections.Counter(ops).most_common(8))
             print(f"| {kernel} | {width} | {cfg} | {len(ops) / units:.1f} | {top} |", flush=True)

@@ -55,7 +55,7 @@ def _measure(fn, bd: int, kernel: str, cfg: dict, reps: int, rows: list) -> floa
     return ms
 
 
-def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tuple, dict]:
+def problem(matched: bool, n: int, device: torch.device, gelu16: bool = True) -> tuple[list[int], tuple, dict]:
     """The seed widths' band MLP (params-matched or e = 4) with its band LayerNorms on n random tokens of an fp32
     residual stream and bf16 weights (as in the model under bf16 autocast): its hidden sizes, its (d, h) pairs
     and, per kernel ("fwd", "dx", "dw"), a function (launch group, setting) that launches it once."""
@@ -68,7 +68,7 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     x, dy = torch.randn(n, d, generator=g, **f32), torch.randn(n, d, generator=g, **bf)
     w1f, w2tf = torch.randn(tw, generator=g, **bf) * 0.05, torch.randn(tw, generator=g, **bf) * 0.05
     ops = bk.Operands(x, w1f, torch.zeros(th, **bf), w2tf, torch.ones(d, **f32), torch.zeros(d, **f32), 1e-5, x,
-                      0.0, pairs, bk.band_table(pairs).to(device))
+                      0.0, pairs, bk.band_table(pairs).to(device), gelu16)
     y, xn, dx = torch.empty_like(dy), torch.empty_like(dy), torch.empty_like(x)
     splits = bk.CONFIG["dw_splits"]
     p_w1, p_w2t, p_b1 = torch.empty(splits, tw, **f32), torch.empty(splits, tw, **f32), torch.empty(splits, th, **f32)
@@ -80,10 +80,10 @@ def problem(matched: bool, n: int, device: torch.device) -> tuple[list[int], tup
     return list(hidden), pairs, launch
 
 
-def tune(matched: bool, n: int, reps: int, device: torch.device, kernels: list[str]) -> dict:
+def tune(matched: bool, n: int, reps: int, device: torch.device, kernels: list[str], gelu16: bool = True) -> dict:
     """Tune ``kernels`` (`bk.KERNELS` names) per launch group; sums over the groups of the default and the
     fastest settings' times."""
-    hidden, pairs, launch = problem(matched, n, device)
+    hidden, pairs, launch = problem(matched, n, device, gelu16)
     rows, tuned, default_ms, best_ms = [], {}, 0.0, 0.0
     for grp in bk._launch_groups(pairs):
         bd = grp["BD"]
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--kernels", default=",".join(bk.KERNELS),
                    help=f"comma-separated, of {','.join(bk.KERNELS)} (default: all)")
+    p.add_argument("--bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
+                   help="the backward kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
     p.add_argument("--config", default="", help="band_mlp_kernel.CONFIG overrides while tuning, e.g. 'dw_splits=4'")
     p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
     args = p.parse_args(argv)
@@ -132,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda")
     meta = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
             "triton": bk.triton.__version__, "date": datetime.date.today().isoformat(), "grid": GRID,
-            "config": dict(bk.CONFIG)}
+            "config": dict(bk.CONFIG), "bf16_gelu": args.bf16_gelu}
     print(f"# fused band MLP kernels alone, {meta['device']}, torch {meta['torch']}, Triton {meta['triton']}\n"
           "| BD | kernel | setting | ms |\n|---|---|---|---|", flush=True)
-    out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device, kernels)}
+    out = {"meta": meta, "matched": tune(True, args.tokens, args.reps, device, kernels, args.bf16_gelu)}
     if args.out:
         write_json_atomic(args.out, out)
     return 0

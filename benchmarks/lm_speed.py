@@ -88,6 +88,8 @@ def make_config(arm: str, args) -> LMConfig:
     over.update(dropout=args.dropout, bias=args.bias, tie_embeddings=args.tie, fused_loss=args.fused_loss)
     if args.band_impl and over["mlp"] == "band":
         over["band_impl"] = args.band_impl
+    if over["mlp"] == "band":
+        over["fused_bf16_gelu"] = args.fused_bf16_gelu
     if args.wormhole_attention and over.get("wormhole"):
         over["wormhole_attention"] = args.wormhole_attention
     return base.replace(**over)
@@ -166,6 +168,7 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
         "arm": arm, "params": model.num_parameters(False), "params_non_embedding": model.num_parameters(True),
         "band_hidden": list(model.band_hidden) if model.band_hidden else None,
         "band_impl": getattr(model.blocks[0].mlp, "impl", None),
+        "fused_bf16_gelu": cfg.fused_bf16_gelu if cfg.mlp == "band" else None,
         "wormhole_attention": cfg.wormhole_attention if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
         "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
@@ -423,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=False,
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
+    p.add_argument("--fused-bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
+                   help="model.fused_bf16_gelu: the fused band MLP's backward GELU in packed bf16 arithmetic")
     p.add_argument("--fused-config", default="",
                    help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'block_h=64,stages=2'")
     p.add_argument("--fused-tuned", default=None,

@@ -251,12 +251,12 @@ def test_opcheck_fake_and_autograd_registrations(bias):
     for seed, p, norm in ((None, 0.0, (None, None)), (torch.tensor([7], device=DEVICE), 0.2, (lnw, None)),
                           (None, 0.0, (lnw, lnb))):
         args = (w1f, b1f, w2tf, *norm, 1e-5, seed, p, dims, band_mlp_kernel.band_table(widths_hidden).to(DEVICE))
-        torch.library.opcheck(torch.ops.akira.band_mlp_packed.default, (x, *args))
+        torch.library.opcheck(torch.ops.akira.band_mlp_packed.default, (x, *args, True))
         dy = torch.randn(7, 24, device=DEVICE)
-        _, xn = torch.ops.akira.band_mlp_packed(x.detach(), *[detach(a) for a in args])
+        _, xn = torch.ops.akira.band_mlp_packed(x.detach(), *[detach(a) for a in args], True)
         rows = band_mlp_kernel._partial_rows(7, dims, w1f.dtype)
         torch.library.opcheck(torch.ops.akira.band_mlp_packed_backward.default,
-                              (dy, x.detach(), xn, *[detach(a) for a in args], rows))
+                              (dy, x.detach(), xn, *[detach(a) for a in args], rows, True))
 
 
 def test_band_table_rows_are_contiguous_per_launch_group_grouped_or_not():
@@ -340,6 +340,99 @@ def test_kernel_gelu_and_its_derivative_match_the_exact_erf_form():
     assert g[p < -6].abs().max() < 1e-8 and (g[p > 6] - p[p > 6]).abs().max() < 1e-5
 
 
+@needs_triton
+def test_packed_bf16_gelu_is_as_accurate_as_the_loop_under_bf16_autocast():
+    """The backward kernels' GELU in packed bf16 arithmetic (`_act_dpre16`, `_dpre16`: PTX on the GPU,
+    `_gelu16_emulated` under the interpreter) against float64 over [-12, 12] (fp32 inputs; neighbours differ, so
+    a mix-up of the two units of a pair shows): act within 2^-7 |p| (rounding p to bf16 and the result), dpre =
+    dact gelu'(p) within |dact| (2^-7 |gelu'| + 6e-3); root-mean-square errors within 1.1x (act) and 1.25x (dpre)
+    of those of the per-band loop under bf16 autocast (torch's GELU of the bf16-rounded pre-activation, rounded
+    to bf16: emulated 1.00x and 1.05x)."""
+    triton, tl = band_mlp_kernel.triton, band_mlp_kernel.tl
+
+    @triton.jit
+    def _probe(p_ptr, d_ptr, a_ptr, g_ptr, g2_ptr, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = i < n
+        p, dact = tl.load(p_ptr + i, mask=ok, other=0.0), tl.load(d_ptr + i, mask=ok, other=0.0)
+        act, dpre = band_mlp_kernel._act_dpre16(p, dact)
+        tl.store(a_ptr + i, act, mask=ok)
+        tl.store(g_ptr + i, dpre, mask=ok)
+        tl.store(g2_ptr + i, band_mlp_kernel._dpre16(p, dact), mask=ok)
+
+    torch.manual_seed(0)
+    p = torch.cat([torch.linspace(-12, 12, 40_001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 3.0])]).to(DEVICE)
+    dact = torch.randn_like(p)
+    act, dpre, dpre2 = (torch.empty(p.shape, dtype=torch.bfloat16, device=DEVICE) for _ in range(3))
+    _probe[(triton.cdiv(p.numel(), 1024),)](p, dact, act, dpre, dpre2, p.numel(), BLOCK=1024)
+    assert torch.equal(dpre, dpre2)
+    x, d = p.double(), dact.double()
+    cdf = 0.5 * (1 + torch.erf(x / 2 ** 0.5))
+    want_a, grad = x * cdf, cdf + x * torch.exp(-x * x / 2) / (2 * torch.pi) ** 0.5
+    err_a, err_d = (act.double() - want_a).abs(), (dpre.double() - d * grad).abs()
+    assert (err_a - 2 ** -7 * x.abs()).max() <= 1e-6
+    assert (err_d - d.abs() * (2 ** -7 * grad.abs() + 6e-3)).max() <= 0
+    xb = x.bfloat16().double()      # the loop under autocast: the pre-activation rounded to bf16
+    cdf_b = 0.5 * (1 + torch.erf(xb / 2 ** 0.5))
+    ref_a = (xb * cdf_b).bfloat16().double()
+    ref_d = (d.bfloat16().double() * (cdf_b + xb * torch.exp(-xb * xb / 2) / (2 * torch.pi) ** 0.5)).bfloat16()
+    rms = lambda e: e.pow(2).mean().sqrt().item()   # noqa: E731
+    assert rms(err_a) <= 1.1 * rms(ref_a - want_a)
+    assert rms(err_d) <= 1.25 * rms(ref_d.double() - d * grad)
+    assert act[p < -6].abs().max() < 1e-6 and torch.equal(act[p > 6], p[p > 6].bfloat16())
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="bf16 matmuls (the Triton interpreter multiplies bf16's bits)")
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_bf16_gradients_with_the_packed_gelu_are_as_close_as_with_the_fp32_gelu(bias, monkeypatch):
+    """bf16 weights (where the backward kernels take the packed-bf16 GELU, `BandMLP.gelu16`): the input's and
+    weights' gradients of the fused MLP (LayerNorm inside) are as close to float64's as with the fp32 GELU
+    (relative norm errors within 1.5x plus 1e-3, and both under 2e-2; a mix-up of the two units of a pair, or of
+    the bias gradient's row pairs, would be O(1))."""
+    monkeypatch.setitem(band_mlp_kernel.CONFIG, "dw_splits", 3)
+    widths, hidden = (32, 16, 48), (96, 48, 144)
+    ref, fused = _pair(widths, hidden, bias)
+    torch.manual_seed(1)
+    norm = BandLayerNorm(widths).to(DEVICE)
+    x = torch.randn(2, 96, sum(widths), device=DEVICE)
+    gy = torch.randn_like(x)
+
+    def grads(m, dtype):
+        m, ln = m.to(dtype), norm.to(dtype)
+        m.zero_grad(), ln.zero_grad()
+        xi = x.to(dtype).requires_grad_()
+        m(xi, norm=ln).backward(gy.to(dtype))
+        return [xi.grad.double(), *(p.grad.double() for p in m.parameters())]
+
+    want = grads(ref, torch.float64)
+    errors = {}
+    for g16 in (False, True):
+        fused.gelu16 = g16
+        errors[g16] = [((g - w).norm() / w.norm()).item() for g, w in zip(grads(fused, torch.bfloat16), want)]
+    for e16, e32 in zip(errors[True], errors[False]):
+        assert e16 <= 1.5 * e32 + 1e-3 and e16 < 2e-2, errors
+
+
+@needs_triton
+def test_row_pair_sums_add_rows_r_and_r_plus_8_of_each_16():
+    """`_row_pair_sums16` (the dW kernel's bias gradient under the packed GELU): row i of its output is the
+    bf16 sum of rows 16 (i // 8) + i % 8 and that + 8 of its input."""
+    triton, tl = band_mlp_kernel.triton, band_mlp_kernel.tl
+
+    @triton.jit
+    def _probe(t_ptr, out_ptr, BM: tl.constexpr, BH: tl.constexpr):
+        rows, cols = tl.arange(0, BM), tl.arange(0, BH)
+        t = tl.load(t_ptr + rows[:, None] * BH + cols[None, :])
+        half = tl.arange(0, BM // 2)
+        tl.store(out_ptr + half[:, None] * BH + cols[None, :], band_mlp_kernel._row_pair_sums16(t, BM, BH))
+
+    t = torch.randn(64, 32, device=DEVICE).bfloat16()
+    out = torch.empty(32, 32, device=DEVICE)
+    _probe[(1,)](t, out, BM=64, BH=32)
+    pairs = t.float().view(4, 2, 8, 32)
+    torch.testing.assert_close(out, (pairs[:, 0] + pairs[:, 1]).bfloat16().float().reshape(32, 32), atol=0, rtol=0)
+
+
 def test_cached_launch_keys_on_what_triton_specialises_on():
     """`CachedLaunch` reuses a compiled kernel only for arguments Triton would compile the same kernel for."""
     from akira.models.lm.triton_support import _spec
@@ -388,6 +481,6 @@ def test_backward_partial_shapes_come_from_its_arguments_not_the_config(monkeypa
         w1f, w2tf, b1f, ln = torch.empty(16 * 40 + 8 * 24), torch.empty(16 * 40 + 8 * 24), torch.empty(64), torch.empty(24)
         table = torch.empty(2, 6, dtype=torch.int32)
         out = torch.ops.akira.band_mlp_packed_backward(dy, x, x, w1f, b1f, w2tf, ln, ln, 1e-5, None, 0.0, dims, table,
-                                                       [3, 5])
+                                                       [3, 5], True)
     assert [tuple(t.shape) for t in out] == [(100, 24), (3, 832), (3, 64), (3, 832), (5, 24), (5, 24)]
     assert band_mlp_kernel._partial_rows(100, dims, torch.bfloat16)[0] == 2      # 100 tokens: 2 splits of >= 64

@@ -15,7 +15,8 @@ import torch
 from akira.models.lm import LMConfig, Transformer
 
 # config fields that do not change the function or the shapes of the activations compared across seeds
-NON_ARCHITECTURAL = ("dropout", "init_std", "scaled_residual_init", "band_impl", "wormhole_attention")
+NON_ARCHITECTURAL = ("dropout", "init_std", "scaled_residual_init", "band_impl", "fused_bf16_gelu",
+                     "wormhole_attention")
 
 
 def _read(path: str | Path, key: str) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class LMModelConfig:
     band_expansion: float | None = None
     params_matched: bool = False
     band_impl: str = "auto"
+    fused_bf16_gelu: bool = True
     wormhole: bool = False
     wormhole_pairs: str = "all"
     wormhole_top_k: int | None = None

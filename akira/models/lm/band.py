@@ -116,13 +116,14 @@ class BandMLP(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...], hidden: tuple[int, ...], dropout: float = 0.0,
-                 bias: bool = True, impl: str = "block_diag"):
+                 bias: bool = True, impl: str = "block_diag", gelu16: bool = True):
         super().__init__()
         if impl not in ("block_diag", "bmm", "loop", "fused"):
             raise ValueError(f"model.band_impl: must be block_diag, bmm, loop or fused, got {impl!r}")
         if impl == "fused" and not band_mlp_kernel.available():
             raise ValueError("model.band_impl=fused: needs Triton (it ships with CUDA builds of torch); use auto")
         self.widths, self.hidden, self.impl = tuple(widths), tuple(hidden), impl
+        self.gelu16 = gelu16   # fused: the backward kernels' GELU in packed bf16 arithmetic (bf16 weights)
         self.w1 = nn.ParameterList([nn.Parameter(torch.empty(h, d)) for d, h in zip(widths, hidden)])
         self.w2 = nn.ParameterList([nn.Parameter(torch.empty(d, h)) for d, h in zip(widths, hidden)])
         self.b1 = nn.ParameterList([nn.Parameter(torch.zeros(h)) for h in hidden]) if bias else None
@@ -213,10 +214,11 @@ class BandMLP(nn.Module):
         seed = torch.randint(0, 2 ** 31 - 1, (1,), device=x.device) if p_drop > 0 else None
         flat = x.reshape(-1, x.shape[-1])
         if norm is None:
-            y = band_mlp_kernel.band_mlp(flat.to(dtype), w1, b1, w2, b2, seed, p_drop, table=self.launch_table)
+            y = band_mlp_kernel.band_mlp(flat.to(dtype), w1, b1, w2, b2, seed, p_drop, table=self.launch_table,
+                                         gelu16=self.gelu16)
         else:   # the residual stream itself (LayerNorm statistics in fp32, as BandLayerNorm)
             ln = (list(norm.weight), list(norm.bias) if norm.bias is not None else [], norm.eps)
-            y = band_mlp_kernel.band_mlp(flat, w1, b1, w2, b2, seed, p_drop, ln, self.launch_table)
+            y = band_mlp_kernel.band_mlp(flat, w1, b1, w2, b2, seed, p_drop, ln, self.launch_table, self.gelu16)
         return y.view(x.shape)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None,

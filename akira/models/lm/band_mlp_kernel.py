@@ -5,16 +5,18 @@ the op `akira::band_mlp_packed`, forward and backward).
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 37.7-38.0 ms per step (baseline 27.4-27.8) vs 65 for
-the per-band loop, at 13.2 vs 23.3 GB peak (no hidden activations are kept). Kernel time per layer (e~24, 32k
-tokens, LayerNorm included): forward 0.60 ms, dx 0.74, dW 1.04. Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 36.5 ms per step (baseline 28.0 in the same run;
+37.7-38.0 with the backward's GELU in fp32) vs 65 for the per-band loop, at 13.2 vs 23.3 GB peak (no hidden
+activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm included): forward 0.60 ms, dx 0.68,
+dW 0.90 (0.74 and 1.04 with the fp32 GELU). Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory,
   `BandMLP`'s buffer, gives each program its band), so the small bands' programs fill the big bands' last waves;
   the weights are packed into one buffer per matrix, W2 transposed so that every weight tile is read along the
   band's channels, each band's hidden units padded with zeros to a multiple of `H_ALIGN` so that every hidden
   tile is whole (no masks along the hidden units). The backward kernels are bound by instruction issue (counted
-  in the compiled SASS: ~20-26 instructions per hidden unit and kernel), so their code avoids every instruction
-  per unit it can (RESULTS.md). Tiling the 96/80/48-wide bands as two unpadded channel tiles was slower
+  in the compiled SASS, `benchmarks/band_mlp_sass_count.py`: 15-24 instructions per hidden unit and kernel with
+  the packed-bf16 GELU, 20-26 with the fp32 one), so their code avoids every instruction per unit it can
+  (RESULTS.md). Tiling the 96/80/48-wide bands as two unpadded channel tiles was slower
   (commit 2feb7f1). The op allocates only its outputs, so it runs under CUDA graphs (compile mode
   reduce-overhead: tested; not faster, benchmarks/RESULTS.md).
 - the band LayerNorms (optional: ``norm``): the forward kernel normalises its (tokens x band) tile of the
@@ -35,8 +37,11 @@ tokens, LayerNorm included): forward 0.60 ms, dx 0.74, dW 1.04. Here:
 - launches go through `triton_support.CachedLaunch` (less host time per launch than Triton's own path: the
   op's forward + backward took 2.8 vs 4.2 ms of host time per call, H200 host), since the matched arms' steps
   leave the GPU idle while the host launches.
-GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_cdf_and_gauss`). Matmuls take the weights' dtype (bf16
-under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or on CPU under
+GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_tail_and_density`), in fp32; with bf16 weights the
+backward kernels evaluate it and its derivative in packed bf16 arithmetic instead (`_act_dpre16`,
+``gelu16``/`model.fused_bf16_gelu`, on by default: two hidden units per instruction; as accurate as the per-band
+loop under bf16 autocast, which rounds the pre-activations to bf16 before its GELU: tested). Matmuls take the
+weights' dtype (bf16 under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or on CPU under
 ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
 """
 from __future__ import annotations
@@ -53,18 +58,19 @@ from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, 
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: 2.38 vs 2.87 ms per
-# layer for the three kernels of all groups with CONFIG's settings).
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: forward 0.60 + backward
+# 1.57 ms per layer over all groups (H200), vs 0.65 + 2.09 with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, LayerNorm in the kernels, unmasked hidden tiles
-    # (results/2026-12-03/band_mlp_tuned_issue_cut_h200.json); only the settings that differ from CONFIG's
-    128: {"block_m": 128, "block_h": 64, "dx_block_h": 64, "dw_block_m": 128, "dw_block_h": 64, "dw_warps": 8},
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, LayerNorm in the kernels, unmasked hidden tiles: the
+    # forward from results/2026-12-03/band_mlp_tuned_issue_cut_h200.json, the backward kernels with the packed-bf16
+    # GELU from band_mlp_tuned_gelu16_h200.json; only the settings that differ from CONFIG's
+    128: {"block_m": 128, "block_h": 64, "dx_block_h": 64, "dw_block_h": 64},
     64: {"block_m": 128, "block_h": 64, "stages": 3, "dx_block_h": 64, "dx_stages": 3, "dw_block_h": 64,
          "dw_stages": 3},
-    32: {"block_m": 128, "block_h": 128, "dx_stages": 3, "dw_stages": 3},
+    32: {"block_m": 128, "block_h": 128, "dx_block_m": 128, "dx_warps": 8, "dw_block_m": 128},
 }
 H_ALIGN = 128   # the packed weights pad each band's hidden units with zeros to a multiple of this (every block_h
 # divides it), so every hidden tile is whole: the kernels' loops load weights and biases without masks along the
@@ -137,6 +143,122 @@ if triton is not None:
         tail, phi = _tail_and_density(p)
         cdf = tl.where(p >= 0, 1.0 - tail, tail)
         return p * cdf, cdf + p * phi
+
+    # The backward kernels' GELU in packed bf16 arithmetic (G16, with bf16 weights): one instruction per two
+    # hidden units where the fp32 form takes one per unit (the backward kernels are bound by instruction issue).
+    # For fp32 pre-activations p and upstream gradients dact: t = 1 / (1 + 0.37 |p|) in fp32; then in bf16x2 the
+    # tail Phi(-|p|) = 2^E t (c0 + t (c1 + t c2)), E = -p^2 log2(e) / 2 (the coefficients fitted in bf16, all
+    # positive, so no cancellation; the form's relative error 1.7e-3, about one bf16 rounding);
+    # act = max(p, 0) - |p| tail; and dpre = dact gelu'(p) with one rounding: with g0 = tail - |p| phi(p),
+    # gelu'(p) = 1 - g0 for p >= 0 and g0 below, so dpre = fma(-dact, g0, dact) or fma(dact, g0, 0), chosen by
+    # p's sign bit. Like the per-band loop under bf16 autocast (which rounds the pre-activations to bf16 before
+    # its GELU), as accurate: tested against it (`_gelu16_emulated` is the same arithmetic in Triton ops, for the
+    # interpreter). The forward kernel (not issue-bound) keeps the fp32 GELU.
+    def _g16_asm(with_act: bool) -> str:
+        """PTX of `_gelu16_emulated` for one pair of units; operands: (act,) dpre, p0, p1, dact0, dact1."""
+        dpre, p0, p1, d0, d1 = (f"${int(with_act) + i}" for i in range(5))
+        act = """
+        mul.rn.bf16x2 gq, gq, gx2;              // tail = 2^E poly
+        mov.b32 gc, 0;
+        max.bf16x2 gs, gp, gc;
+        fma.rn.bf16x2 $0, gna, gq, gs;          // act = max(p, 0) - |p| tail""" if with_act else ""
+        return f"""{{
+        .reg .f32 gt0, gt1;
+        .reg .b32 gp, gt, gq, ge, gx2, gna, gg, gd, gs, gx, gy, gc;
+        abs.f32 gt0, {p0};
+        abs.f32 gt1, {p1};
+        fma.rn.f32 gt0, gt0, 0f3EBD70A4, 0f3F800000;    // 1 + 0.37 |p|
+        fma.rn.f32 gt1, gt1, 0f3EBD70A4, 0f3F800000;
+        rcp.approx.ftz.f32 gt0, gt0;
+        rcp.approx.ftz.f32 gt1, gt1;
+        cvt.rn.bf16x2.f32 gp, {p1}, {p0};
+        cvt.rn.bf16x2.f32 gt, gt1, gt0;
+        mov.b32 gc, 0x3E7B3E7B;                 // c2 = 0.2451171875
+        mov.b32 gq, 0x3DD03DD0;                 // c1 = 0.1015625
+        fma.rn.bf16x2 gq, gt, gc, gq;
+        mov.b32 gc, 0x3E1D3E1D;                 // c0 = 0.1533203125
+        fma.rn.bf16x2 gq, gt, gq, gc;
+        mul.rn.bf16x2 gq, gt, gq;               // poly = tail / 2^E
+        mul.rn.bf16x2 ge, gp, gp;
+        mov.b32 gc, 0xBF39BF39;                 // -log2(e) / 2 = -0.72265625 in bf16
+        mul.rn.bf16x2 ge, ge, gc;
+        ex2.approx.ftz.bf16x2 gx2, ge;          // 2^E = sqrt(2 pi) phi(p)
+        or.b32 gna, gp, 0x80008000;             // -|p|
+        mov.b32 gc, 0x3ECC3ECC;                 // 1 / sqrt(2 pi) = 0.3984375 in bf16
+        fma.rn.bf16x2 gg, gna, gc, gq;
+        mul.rn.bf16x2 gg, gg, gx2;              // g0 = tail - |p| phi
+        cvt.rn.bf16x2.f32 gd, {d1}, {d0};
+        prmt.b32 gs, gp, 0, 0xBB99;             // 0xFFFF in each half whose p has its sign bit set
+        lop3.b32 gx, gd, gs, 0x80008000, 0xD2;  // -dact where p >= 0, else dact
+        lop3.b32 gy, gd, gs, 0, 0x30;           // dact where p >= 0, else 0
+        fma.rn.bf16x2 {dpre}, gx, gg, gy;{act}
+        }}"""
+
+    _DPRE16_ASM = tl.constexpr(_g16_asm(False))
+    _ACT_DPRE16_ASM = tl.constexpr(_g16_asm(True))
+
+    @triton.jit
+    def _b16(x):
+        """fp32 x rounded to the nearest bf16 (ties to even), as fp32; by its bits, since the interpreter's casts
+        to bf16 truncate."""
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+
+    @triton.jit
+    def _gelu16_emulated(p, dact):
+        """(gelu(p), dact gelu'(p)) in bf16 by the packed-bf16 arithmetic above, each bf16 operation as an fp32
+        one rounded to bf16 (the interpreter's stand-in for the PTX, and its specification)."""
+        t = _b16(1.0 / (1.0 + 0.37 * tl.abs(p)))
+        pb = _b16(p)
+        poly = _b16(t * _b16(t * _b16(t * 0.2451171875 + 0.1015625) + 0.1533203125))
+        x2 = _b16(tl.exp2(_b16(_b16(pb * pb) * -0.72265625)))
+        na = -tl.abs(pb)
+        g0 = _b16(_b16(na * 0.3984375 + poly) * x2)
+        d = _b16(dact)
+        dpre = _b16(tl.where(pb < 0, d, -d) * g0 + tl.where(pb < 0, 0.0, d))
+        act = _b16(na * _b16(poly * x2) + tl.maximum(pb, 0.0))
+        return act.to(tl.bfloat16), dpre.to(tl.bfloat16)
+
+    if os.environ.get("TRITON_INTERPRET") == "1":   # no PTX
+        @triton.jit
+        def _dpre16(p, dact):
+            return _gelu16_emulated(p, dact)[1]
+
+        @triton.jit
+        def _act_dpre16(p, dact):
+            return _gelu16_emulated(p, dact)
+
+        @triton.jit
+        def _add16(a, b):
+            return _b16(a.to(tl.float32) + b.to(tl.float32)).to(tl.bfloat16)
+    else:
+        @triton.jit
+        def _dpre16(p, dact):
+            """dact gelu'(p) in bf16, from fp32 p and dact (same shape), in packed bf16 arithmetic (above)."""
+            return tl.inline_asm_elementwise(_DPRE16_ASM, "=r,r,r,r,r", [p, dact], dtype=tl.bfloat16,
+                                             is_pure=True, pack=2)
+
+        @triton.jit
+        def _act_dpre16(p, dact):
+            """(gelu(p), dact gelu'(p)) in bf16, from fp32 p and dact, in packed bf16 arithmetic (above)."""
+            return tl.inline_asm_elementwise(_ACT_DPRE16_ASM, "=r,=r,r,r,r,r", [p, dact],
+                                             dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=2)
+
+        @triton.jit
+        def _add16(a, b):
+            """a + b of two bf16 tensors, two per instruction."""
+            return tl.inline_asm_elementwise("add.rn.bf16x2 $0, $1, $2;", "=r,r,r", [a, b], dtype=tl.bfloat16,
+                                             is_pure=True, pack=2)
+
+    @triton.jit
+    def _row_pair_sums16(t, BM: tl.constexpr, BH: tl.constexpr):
+        """(BM // 2, BH) fp32 sums of rows r and r + 8 (r mod 16 < 8) of a (BM, BH) bf16 tile, added in bf16 two
+        per instruction: under the matmul accumulator layout one thread holds both rows, so this halves the
+        conversions to fp32 and the fp32 additions of the dW kernel's bias gradient for one more bf16 rounding
+        (of the same size as dpre's own)."""
+        lo, hi = tl.split(tl.permute(tl.reshape(t, (BM // 16, 2, 8, BH)), (0, 2, 3, 1)))
+        return tl.reshape(_add16(lo, hi).to(tl.float32), (BM // 2, BH))
 
     @triton.jit
     def _keep(seed_ptr, band, rows, h0, h, p_drop, BH: tl.constexpr):
@@ -270,7 +392,7 @@ if triton is not None:
     def _dx_kernel(x_ptr, lnw_ptr, lnb_ptr, xin_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dx_ptr, dlnw_ptr, dlnb_ptr,
                    seed_ptr, tab_ptr, row0, p_drop, eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr,
                    HAS_BIAS: tl.constexpr, DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr):
+                   BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr, G16: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
@@ -280,11 +402,15 @@ if triton is not None:
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
-            _, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))   # (act compiled away)
+            pre = _pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC)
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sum)
                 dact = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), dact, 0.0)
-            dx += tl.dot((dact * grad).to(dt), tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
+            if G16:
+                dpre = _dpre16(pre, dact)
+            else:
+                dpre = (dact * _gelu_and_grad(pre)[1]).to(dt)    # (the activation is compiled away)
+            dx += tl.dot(dpre, tl.trans(w1t), out_dtype=tl.float32, input_precision=PREC)
         if DROP:
             dx *= 1.0 / (1.0 - p_drop)
         if HAS_LN:   # through the band's LayerNorm: its input's gradient, and this block's share of dw, db
@@ -305,7 +431,7 @@ if triton is not None:
     def _dw_kernel(x_ptr, dy_ptr, w1_ptr, b1_ptr, w2t_ptr, dw1_ptr, db1_ptr, dw2t_ptr, seed_ptr, tab_ptr, row0, nb,
                    p_drop, N, D, TW, TH, rows_per_split, HAS_BIAS: tl.constexpr, DROP: tl.constexpr,
                    BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr, ALIGN: tl.constexpr,
-                   EVEN_M: tl.constexpr):
+                   EVEN_M: tl.constexpr, G16: tl.constexpr):
         """x: the MLPs' input (normalised by the forward kernel when it applies the LayerNorm). EVEN_M: the splits
         cover exactly N tokens (no token mask in the loop)."""
         slot, tile = _work_item(tab_ptr, row0, nb, tl.program_id(0), BH)
@@ -319,7 +445,10 @@ if triton is not None:
         w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
         dw1t = tl.zeros((BD, BH), dtype=tl.float32)
         dw2 = tl.zeros((BD, BH), dtype=tl.float32)
-        db1 = tl.zeros((BM, BH), dtype=tl.float32)    # summed over its rows after the loop
+        if G16:   # summed over its rows after the loop
+            db1 = tl.zeros((BM // 2, BH), dtype=tl.float32)
+        else:
+            db1 = tl.zeros((BM, BH), dtype=tl.float32)
         start = split * rows_per_split
         for m0 in range(start, start + rows_per_split, BM):
             rows = m0 + tl.arange(0, BM)
@@ -330,17 +459,24 @@ if triton is not None:
                 io_ok = (rows < N)[:, None] & c_ok[None, :]
             x = tl.load(x_ptr + io, mask=io_ok, other=0.0).to(dt)
             dy = tl.load(dy_ptr + io, mask=io_ok, other=0.0).to(dt)
-            act, grad = _gelu_and_grad(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
+            pre = _pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC)
             dact = tl.dot(dy, w2, out_dtype=tl.float32, input_precision=PREC)
             if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sums)
                 keep = _keep(seed_ptr, band, rows, tile * BH, h, p_drop, BH)
-                act = tl.where(keep, act, 0.0)
                 dact = tl.where(keep, dact, 0.0)
-            dpre = dact * grad
-            dw1t += tl.dot(tl.trans(x), dpre.to(dt), out_dtype=tl.float32, input_precision=PREC)
-            dw2 += tl.dot(tl.trans(dy), act.to(dt), out_dtype=tl.float32, input_precision=PREC)
-            if HAS_BIAS:
-                db1 += dpre
+            if G16:
+                act, dpre = _act_dpre16(pre, dact)
+                if HAS_BIAS:
+                    db1 += _row_pair_sums16(dpre, BM, BH)
+            else:
+                act, grad = _gelu_and_grad(pre)
+                if HAS_BIAS:
+                    db1 += dact * grad
+                act, dpre = act.to(dt), (dact * grad).to(dt)
+            if DROP:
+                act = tl.where(keep, act, 0.0)
+            dw1t += tl.dot(tl.trans(x), dpre, out_dtype=tl.float32, input_precision=PREC)
+            dw2 += tl.dot(tl.trans(dy), act, out_dtype=tl.float32, input_precision=PREC)
         if DROP:
             scale = 1.0 / (1.0 - p_drop)
             dw1t, dw2, db1 = dw1t * scale, dw2 * scale, db1 * scale
@@ -418,7 +554,8 @@ class Operands(NamedTuple):
     """What every launch reads. x (N, D): the residual stream when ``lnw`` is given (each band's LayerNorm, weight
     lnw and bias lnb (D,) or None, is then applied on chip), else the band MLPs' input; w1f, b1f, w2tf: the packed
     weights (see `band_mlp_packed`; their dtype is the matmuls'); seed: the dropout seed tensor (any tensor when
-    p_drop is 0: never read); pairs: (d, h) per band; table: `band_table(pairs)` on x's device."""
+    p_drop is 0: never read); pairs: (d, h) per band; table: `band_table(pairs)` on x's device; gelu16: the
+    backward kernels take the packed-bf16 GELU (`_act_dpre16`) when the weights are bf16."""
     x: torch.Tensor
     w1f: torch.Tensor
     b1f: torch.Tensor | None
@@ -430,9 +567,10 @@ class Operands(NamedTuple):
     p_drop: float
     pairs: tuple[tuple[int, int], ...]
     table: torch.Tensor
+    gelu16: bool = True
 
 
-def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Operands:
+def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16) -> Operands:
     if not 0.0 <= p_drop < 1.0:
         raise ValueError(f"akira::band_mlp: p_drop must be in [0, 1), got {p_drop}")
     if p_drop > 0 and seed is None:
@@ -444,15 +582,18 @@ def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table) -> Op
         raise ValueError(f"akira::band_mlp: table must be band_table of the {len(dims) // 2} bands (int32 "
                          f"({len(dims) // 2}, 6)), got {table.dtype} {tuple(table.shape)}")
     return Operands(x.contiguous(), w1f, b1f, w2tf, lnw, lnb, eps, seed if seed is not None else x, p_drop,
-                    _pairs(dims), table)
+                    _pairs(dims), table, gelu16)
 
 
-def _meta(ops: Operands, bd: int, cfg: dict[str, int], norm: bool = True) -> dict:
-    """The kernels' compile-time arguments (``norm=False``: for the dW kernel, which has no LayerNorm ones)."""
+def _meta(ops: Operands, bd: int, cfg: dict[str, int], kernel: str) -> dict:
+    """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones, the
+    forward no G16)."""
     meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
             "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
             "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
-    return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if norm else meta
+    if kernel != "fwd":
+        meta["G16"] = ops.gelu16 and ops.w1f.dtype == torch.bfloat16
+    return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if kernel != "dw" else meta
 
 
 def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
@@ -472,7 +613,7 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
     w = ops.w1f
     _launch["fwd"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, ops.table, g["row0"],
-        ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
+        ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg, "fwd"))
 
 
 def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
@@ -484,7 +625,7 @@ def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: t
     w = ops.w1f
     _launch["dx"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
-        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg))
+        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg, "dx"))
 
 
 def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
@@ -497,20 +638,22 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, EVEN_M=splits * rows_per_split == n,
-        **_meta(ops, g["BD"], cfg, norm=False))
+        **_meta(ops, g["BD"], cfg, "dw"))
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
              b2: list[torch.Tensor], seed: torch.Tensor | None, p_drop: float,
              norm: tuple[list[torch.Tensor], list[torch.Tensor], float] | None = None,
-             table: torch.Tensor | None = None) -> torch.Tensor:
+             table: torch.Tensor | None = None, gelu16: bool = True) -> torch.Tensor:
     """x (N, D) -> y (N, D) in the weights' dtype; band i = columns [sum d_<i, + d_i) with d_i = w1[i].shape[1]
     (W1_i (h_i, d_i), W2_i (d_i, h_i)); b1, b2 empty lists for no biases; hidden dropout with probability p_drop,
     mask drawn from seed (int64, (1,); None when p_drop is 0). ``norm = (weights, biases, eps)``: each band's
     LayerNorm (weight and bias (d_i,); biases an empty list for none) is applied to x inside the kernels, so x
     is then the residual stream (any float dtype; the statistics in fp32; the forward kernel writes the
     normalised input once, for the backward); otherwise x is the MLPs' input. ``table``: `band_table` of these
-    bands on x's device (`BandMLP`'s buffer; None: a cached one).
+    bands on x's device (`BandMLP`'s buffer; None: a cached one). ``gelu16``: with bf16 weights the backward
+    kernels evaluate the GELU and its derivative in packed bf16 arithmetic (`_act_dpre16`; faster, as accurate as
+    the per-band loop under bf16 autocast: tested) instead of fp32.
 
     Packs the weights (W1s, W2^Ts, b1s each into one flat tensor, each band's hidden units padded with zeros to
     `padded_hidden`, which changes no output or gradient) in torch and adds b2 after the op, so that under
@@ -526,21 +669,23 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
         if norm is not None else (None, None, 0.0)
     if table is None:
         table = _device_table(_pairs(dims), x.device)
-    y, _ = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
+    y, _ = torch.ops.akira.band_mlp_packed(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16)
     return y + torch.cat(list(b2)).to(y.dtype) if b2 else y
 
 
 @torch.library.custom_op("akira::band_mlp_packed", mutates_args=())
 def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None, w2tf: torch.Tensor,
                     lnw: torch.Tensor | None, lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None,
-                    p_drop: float, dims: list[int], table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    p_drop: float, dims: list[int], table: torch.Tensor, gelu16: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """x (N, D) -> (y, xn): y = sum_i W2_i drop(gelu(W1_i LN_i(x_i) + b1_i)) per band, (N, D) in w1f's dtype (no
     b2: `band_mlp` adds it; LN_i: band i's LayerNorm with weight lnw and bias lnb (D,) when lnw is given, else the
     identity); xn: LN(x) in w1f's dtype, saved for the backward (empty without the LayerNorm).
     w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
     concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...], every h_i a multiple of H_ALIGN (`band_mlp` pads
-    the weights with zeros); table: `band_table` of dims' bands on x's device."""
-    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
+    the weights with zeros); table: `band_table` of dims' bands on x's device; gelu16: the backward's GELU
+    arithmetic (`band_mlp`; the forward's is fp32)."""
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16)
     y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
     xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)
     for g in _launch_groups(ops.pairs, bool(CONFIG["grouped"])):
@@ -549,7 +694,7 @@ def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None
 
 
 @band_mlp_packed.register_fake
-def _(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table):
+def _(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16):
     y = x.new_empty(x.shape, dtype=w1f.dtype)
     return y, (torch.empty_like(y) if lnw is not None else y.new_empty(0))
 
@@ -567,15 +712,15 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
 def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor, w1f: torch.Tensor,
                              b1f: torch.Tensor | None, w2tf: torch.Tensor, lnw: torch.Tensor | None,
                              lnb: torch.Tensor | None, eps: float, seed: torch.Tensor | None, p_drop: float,
-                             dims: list[int], table: torch.Tensor, rows: list[int]
+                             dims: list[int], table: torch.Tensor, rows: list[int], gelu16: bool
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                         torch.Tensor]:
     """(dx, dw1f, db1f, dw2tf, dlnw, dlnb): dx in x's layout and dtype, the others as fp32 partial sums
     (parts, numel) whose sum over dim 0 is the gradient of w1f, b1f, w2tf, lnw, lnb (empty when that is None).
     The autograd backward (`_backward`) sums and casts them in torch, so that under torch.compile that runs in
     the compiled graph, fused with the split of the packed gradients. xn: the forward's normalised input (with
-    lnw). rows: `_partial_rows`."""
-    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table)
+    lnw). rows: `_partial_rows`. gelu16: see `band_mlp`."""
+    ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16)
     xin = xn.contiguous() if lnw is not None else ops.x
     dy = dy.contiguous().to(w1f.dtype)
     n = x.shape[0]
@@ -596,7 +741,7 @@ def band_mlp_packed_backward(dy: torch.Tensor, x: torch.Tensor, xn: torch.Tensor
 
 
 @band_mlp_packed_backward.register_fake
-def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, rows):
+def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, rows, gelu16):
     splits, blocks = rows
 
     def part(rows, t):   # the partial sums of t's gradient (fp32, (rows, t.numel())); (rows, 0) for no t
@@ -606,8 +751,8 @@ def _(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, rows)
 
 
 def _setup_context(ctx, inputs, output):
-    x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table = inputs
-    ctx.eps, ctx.p_drop, ctx.dims = eps, p_drop, dims
+    x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16 = inputs
+    ctx.eps, ctx.p_drop, ctx.dims, ctx.gelu16 = eps, p_drop, dims, gelu16
     ctx.save_for_backward(x, output[1], w1f, b1f, w2tf, lnw, lnb, seed, table)
     ctx.mark_non_differentiable(output[1])
 
@@ -616,10 +761,10 @@ def _backward(ctx, dy, _dxn):
     x, xn, w1f, b1f, w2tf, lnw, lnb, seed, table = ctx.saved_tensors
     rows = _partial_rows(x.shape[0], ctx.dims, w1f.dtype)
     dx, *parts = band_mlp_packed_backward(dy, x, xn, w1f, b1f, w2tf, lnw, lnb, ctx.eps, seed, ctx.p_drop, ctx.dims,
-                                          table, rows)
+                                          table, rows, ctx.gelu16)
     grads = [part.sum(0).to(t.dtype) if t is not None else None
              for part, t in zip(parts, (w1f, b1f, w2tf, lnw, lnb))]
-    return (dx, *grads, None, None, None, None, None)
+    return (dx, *grads, None, None, None, None, None, None)
 
 
 band_mlp_packed.register_autograd(_backward, setup_context=_setup_context)

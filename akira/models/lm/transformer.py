@@ -50,7 +50,7 @@ class Block(nn.Module):
         if cfg.mlp == "band":
             self.ln_2 = BandLayerNorm(cfg.band_widths, cfg.layer_norm_eps, cfg.bias)
             self.mlp = BandMLP(cfg.band_widths, band_hidden, cfg.dropout, cfg.bias,
-                               resolve_band_impl(cfg, band_hidden))
+                               resolve_band_impl(cfg, band_hidden), cfg.fused_bf16_gelu)
         else:
             self.ln_2 = nn.LayerNorm(d, eps=cfg.layer_norm_eps, bias=cfg.bias)
             if cfg.mlp == "dense":
