@@ -32,7 +32,7 @@ LINE = re.compile(r"\s*/\*([0-9a-f]+)\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\.[\
 
 def compile_sm90(kernel: str, width: int, cfg: dict[str, int], dropout: bool = False, gelu16: bool = True):
     """The compiled kernel (Triton's CompiledKernel) for a launch group of padded width ``width`` (``dropout``:
-    with hidden dropout; ``gelu16``: the backward kernels' packed-bf16 GELU)."""
+    with hidden dropout; ``gelu16``: the packed-bf16 GELU)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     fn = {"fwd": bk._fwd_kernel, "dx": bk._dx_kernel, "dw": bk._dw_kernel}[kernel]
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", default="128,64,32", help="padded widths of the launch groups")
     p.add_argument("--dropout", action="store_true", help="the kernels' dropout variant")
     p.add_argument("--bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
-                   help="the backward kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
+                   help="the kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
     p.add_argument("--setting", default=None, help="block_h,block_m,warps,stages for every kernel (default: "
                                                     "launch_config's)")
     args = p.parse_args(argv)

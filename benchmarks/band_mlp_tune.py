@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernels", default=",".join(bk.KERNELS),
                    help=f"comma-separated, of {','.join(bk.KERNELS)} (default: all)")
     p.add_argument("--bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
-                   help="the backward kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
+                   help="the kernels' packed-bf16 GELU (model.fused_bf16_gelu)")
     p.add_argument("--config", default="", help="band_mlp_kernel.CONFIG overrides while tuning, e.g. 'dw_splits=4'")
     p.add_argument("--out", default=None, help="write the rows and the TUNED table (params-matched) as JSON")
     args = p.parse_args(argv)

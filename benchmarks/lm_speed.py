@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="model.fused_loss: head + cross-entropy in chunks, no (tokens x vocab) logits")
     p.add_argument("--band-impl", choices=("auto", "block_diag", "bmm", "loop", "fused"), default=None)
     p.add_argument("--fused-bf16-gelu", action=argparse.BooleanOptionalAction, default=True,
-                   help="model.fused_bf16_gelu: the fused band MLP's backward GELU in packed bf16 arithmetic")
+                   help="model.fused_bf16_gelu: the fused band MLP's GELU in packed bf16 arithmetic")
     p.add_argument("--fused-config", default="",
                    help="band_mlp_kernel.CONFIG overrides for --band-impl fused, e.g. 'block_h=64,stages=2'")
     p.add_argument("--fused-tuned", default=None,

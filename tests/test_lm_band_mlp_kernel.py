@@ -342,7 +342,7 @@ def test_kernel_gelu_and_its_derivative_match_the_exact_erf_form():
 
 @needs_triton
 def test_packed_bf16_gelu_is_as_accurate_as_the_loop_under_bf16_autocast():
-    """The backward kernels' GELU in packed bf16 arithmetic (`_act_dpre16`, `_dpre16`: PTX on the GPU,
+    """The kernels' GELU in packed bf16 arithmetic (`_act16`, `_act_dpre16`, `_dpre16`: PTX on the GPU,
     `_gelu16_emulated` under the interpreter) against float64 over [-12, 12] (fp32 inputs; neighbours differ, so
     a mix-up of the two units of a pair shows): act within 2^-7 |p| (rounding p to bf16 and the result), dpre =
     dact gelu'(p) within |dact| (2^-7 |gelu'| + 6e-3); root-mean-square errors within 1.1x (act) and 1.25x (dpre)
@@ -351,21 +351,22 @@ def test_packed_bf16_gelu_is_as_accurate_as_the_loop_under_bf16_autocast():
     triton, tl = band_mlp_kernel.triton, band_mlp_kernel.tl
 
     @triton.jit
-    def _probe(p_ptr, d_ptr, a_ptr, g_ptr, g2_ptr, n, BLOCK: tl.constexpr):
+    def _probe(p_ptr, d_ptr, a_ptr, a2_ptr, g_ptr, g2_ptr, n, BLOCK: tl.constexpr):
         i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         ok = i < n
         p, dact = tl.load(p_ptr + i, mask=ok, other=0.0), tl.load(d_ptr + i, mask=ok, other=0.0)
         act, dpre = band_mlp_kernel._act_dpre16(p, dact)
         tl.store(a_ptr + i, act, mask=ok)
+        tl.store(a2_ptr + i, band_mlp_kernel._act16(p), mask=ok)
         tl.store(g_ptr + i, dpre, mask=ok)
         tl.store(g2_ptr + i, band_mlp_kernel._dpre16(p, dact), mask=ok)
 
     torch.manual_seed(0)
     p = torch.cat([torch.linspace(-12, 12, 40_001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 3.0])]).to(DEVICE)
     dact = torch.randn_like(p)
-    act, dpre, dpre2 = (torch.empty(p.shape, dtype=torch.bfloat16, device=DEVICE) for _ in range(3))
-    _probe[(triton.cdiv(p.numel(), 1024),)](p, dact, act, dpre, dpre2, p.numel(), BLOCK=1024)
-    assert torch.equal(dpre, dpre2)
+    act, act2, dpre, dpre2 = (torch.empty(p.shape, dtype=torch.bfloat16, device=DEVICE) for _ in range(4))
+    _probe[(triton.cdiv(p.numel(), 1024),)](p, dact, act, act2, dpre, dpre2, p.numel(), BLOCK=1024)
+    assert torch.equal(act, act2) and torch.equal(dpre, dpre2)
     x, d = p.double(), dact.double()
     cdf = 0.5 * (1 + torch.erf(x / 2 ** 0.5))
     want_a, grad = x * cdf, cdf + x * torch.exp(-x * x / 2) / (2 * torch.pi) ** 0.5
@@ -385,7 +386,7 @@ def test_packed_bf16_gelu_is_as_accurate_as_the_loop_under_bf16_autocast():
 @pytest.mark.skipif(DEVICE != "cuda", reason="bf16 matmuls (the Triton interpreter multiplies bf16's bits)")
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_bf16_gradients_with_the_packed_gelu_are_as_close_as_with_the_fp32_gelu(bias, monkeypatch):
-    """bf16 weights (where the backward kernels take the packed-bf16 GELU, `BandMLP.gelu16`): the input's and
+    """bf16 weights (where the kernels take the packed-bf16 GELU, `BandMLP.gelu16`): the output and the input's and
     weights' gradients of the fused MLP (LayerNorm inside) are as close to float64's as with the fp32 GELU
     (relative norm errors within 1.5x plus 1e-3, and both under 2e-2; a mix-up of the two units of a pair, or of
     the bias gradient's row pairs, would be O(1))."""
@@ -401,8 +402,9 @@ def test_fused_bf16_gradients_with_the_packed_gelu_are_as_close_as_with_the_fp32
         m, ln = m.to(dtype), norm.to(dtype)
         m.zero_grad(), ln.zero_grad()
         xi = x.to(dtype).requires_grad_()
-        m(xi, norm=ln).backward(gy.to(dtype))
-        return [xi.grad.double(), *(p.grad.double() for p in m.parameters())]
+        y = m(xi, norm=ln)
+        y.backward(gy.to(dtype))
+        return [y.detach().double(), xi.grad.double(), *(p.grad.double() for p in m.parameters())]
 
     want = grads(ref, torch.float64)
     errors = {}

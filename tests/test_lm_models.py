@@ -175,6 +175,12 @@ def test_auto_band_impl_picks_fused_where_triton_is_installed(monkeypatch):
     assert tiny(mlp="band").blocks[0].mlp.impl == "block_diag"
 
 
+def test_fused_bf16_gelu_reaches_the_band_mlp():
+    """model.fused_bf16_gelu (the fused kernel's GELU arithmetic) is the band MLP's ``gelu16``."""
+    assert tiny(mlp="band", params_matched=True).blocks[0].mlp.gelu16 is True
+    assert tiny(mlp="band", params_matched=True, fused_bf16_gelu=False).blocks[0].mlp.gelu16 is False
+
+
 def test_dense_split_equals_dense_mlp():
     torch.manual_seed(0)
     split = SplitDenseMLP(64, [64, 48, 40, 32, 32, 24, 16])

@@ -109,8 +109,9 @@ class BandMLP(nn.Module):
       non-CUDA tensors it runs the loop.
     Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
     512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5; H200 e=24, whole training steps of
-    no_wormhole_matched: fused 38.6 ms / 13.2 GB (LayerNorm inside) vs loop 65 ms / 23.3 GB (with dropout 0.1:
-    59 vs 76 ms, before the LayerNorm moved inside) (benchmarks/RESULTS.md).
+    no_wormhole_matched: fused 36.5 ms / 13.2 GB (LayerNorm inside, the GELU in packed bf16:
+    ``gelu16``) vs loop 65 ms / 23.3 GB (with dropout 0.1: 59 vs 76 ms, before the LayerNorm moved inside)
+    (benchmarks/RESULTS.md).
     On a 2-core CPU the loop is fastest (FLOPs dominate there). ``auto`` in `LMConfig` picks block_diag, or for
     large expansions fused (loop without Triton) (`transformer.resolve_band_impl`).
     """
@@ -123,7 +124,7 @@ class BandMLP(nn.Module):
         if impl == "fused" and not band_mlp_kernel.available():
             raise ValueError("model.band_impl=fused: needs Triton (it ships with CUDA builds of torch); use auto")
         self.widths, self.hidden, self.impl = tuple(widths), tuple(hidden), impl
-        self.gelu16 = gelu16   # fused: the backward kernels' GELU in packed bf16 arithmetic (bf16 weights)
+        self.gelu16 = gelu16   # fused: the kernels' GELU in packed bf16 arithmetic (bf16 weights)
         self.w1 = nn.ParameterList([nn.Parameter(torch.empty(h, d)) for d, h in zip(widths, hidden)])
         self.w2 = nn.ParameterList([nn.Parameter(torch.empty(d, h)) for d, h in zip(widths, hidden)])
         self.b1 = nn.ParameterList([nn.Parameter(torch.zeros(h)) for h in hidden]) if bias else None

@@ -6,7 +6,7 @@ Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FL
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
 H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 36.5 ms per step (baseline 28.0 in the same run;
-37.7-38.0 with the backward's GELU in fp32) vs 65 for the per-band loop, at 13.2 vs 23.3 GB peak (no hidden
+37.7-38.0 with the GELU in fp32) vs 65 for the per-band loop, at 13.2 vs 23.3 GB peak (no hidden
 activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm included): forward 0.60 ms, dx 0.68,
 dW 0.90 (0.74 and 1.04 with the fp32 GELU). Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory,
@@ -38,7 +38,7 @@ dW 0.90 (0.74 and 1.04 with the fp32 GELU). Here:
   op's forward + backward took 2.8 vs 4.2 ms of host time per call, H200 host), since the matched arms' steps
   leave the GPU idle while the host launches.
 GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_tail_and_density`), in fp32; with bf16 weights the
-backward kernels evaluate it and its derivative in packed bf16 arithmetic instead (`_act_dpre16`,
+kernels evaluate it (and the backward its derivative) in packed bf16 arithmetic instead (`_act_dpre16`,
 ``gelu16``/`model.fused_bf16_gelu`, on by default: two hidden units per instruction; as accurate as the per-band
 loop under bf16 autocast, which rounds the pre-activations to bf16 before its GELU: tested). Matmuls take the
 weights' dtype (bf16 under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or on CPU under
@@ -64,13 +64,12 @@ CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
           "dx_block_m": 64, "dx_block_h": 32, "dx_warps": 4, "dx_stages": 2,
           "dw_block_m": 64, "dw_block_h": 32, "dw_warps": 4, "dw_stages": 2}
-TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, LayerNorm in the kernels, unmasked hidden tiles: the
-    # forward from results/2026-12-03/band_mlp_tuned_issue_cut_h200.json, the backward kernels with the packed-bf16
-    # GELU from band_mlp_tuned_gelu16_h200.json; only the settings that differ from CONFIG's
-    128: {"block_m": 128, "block_h": 64, "dx_block_h": 64, "dw_block_h": 64},
-    64: {"block_m": 128, "block_h": 64, "stages": 3, "dx_block_h": 64, "dx_stages": 3, "dw_block_h": 64,
-         "dw_stages": 3},
-    32: {"block_m": 128, "block_h": 128, "dx_block_m": 128, "dx_warps": 8, "dw_block_m": 128},
+TUNED: dict[int, dict[str, int]] = {  # H200, Triton 3.6, LayerNorm in the kernels, unmasked hidden tiles, the
+    # packed-bf16 GELU (results/2026-12-03/band_mlp_tuned_fwd_gelu16_h200.json, band_mlp_tuned_gelu16_h200.json);
+    # only the settings that differ from CONFIG's
+    128: {"block_h": 64, "stages": 3, "dx_block_h": 64, "dw_block_h": 64},
+    64: {"block_h": 128, "dx_block_h": 64, "dx_stages": 3, "dw_block_h": 64, "dw_stages": 3},
+    32: {"block_m": 128, "block_h": 64, "warps": 8, "dx_block_m": 128, "dx_warps": 8, "dw_block_m": 128},
 }
 H_ALIGN = 128   # the packed weights pad each band's hidden units with zeros to a multiple of this (every block_h
 # divides it), so every hidden tile is whole: the kernels' loops load weights and biases without masks along the
@@ -144,8 +143,9 @@ if triton is not None:
         cdf = tl.where(p >= 0, 1.0 - tail, tail)
         return p * cdf, cdf + p * phi
 
-    # The backward kernels' GELU in packed bf16 arithmetic (G16, with bf16 weights): one instruction per two
-    # hidden units where the fp32 form takes one per unit (the backward kernels are bound by instruction issue).
+    # The kernels' GELU in packed bf16 arithmetic (G16, with bf16 weights): one instruction per two
+    # hidden units where the fp32 form takes one per unit (the backward kernels are bound by instruction issue;
+    # the forward takes it too, so that its activations are the ones the dW kernel recomputes).
     # For fp32 pre-activations p and upstream gradients dact: t = 1 / (1 + 0.37 |p|) in fp32; then in bf16x2 the
     # tail Phi(-|p|) = 2^E t (c0 + t (c1 + t c2)), E = -p^2 log2(e) / 2 (the coefficients fitted in bf16, all
     # positive, so no cancellation; the form's relative error 1.7e-3, about one bf16 rounding);
@@ -153,16 +153,14 @@ if triton is not None:
     # gelu'(p) = 1 - g0 for p >= 0 and g0 below, so dpre = fma(-dact, g0, dact) or fma(dact, g0, 0), chosen by
     # p's sign bit. Like the per-band loop under bf16 autocast (which rounds the pre-activations to bf16 before
     # its GELU), as accurate: tested against it (`_gelu16_emulated` is the same arithmetic in Triton ops, for the
-    # interpreter). The forward kernel (not issue-bound) keeps the fp32 GELU.
-    def _g16_asm(with_act: bool) -> str:
-        """PTX of `_gelu16_emulated` for one pair of units; operands: (act,) dpre, p0, p1, dact0, dact1."""
-        dpre, p0, p1, d0, d1 = (f"${int(with_act) + i}" for i in range(5))
-        act = """
-        mul.rn.bf16x2 gq, gq, gx2;              // tail = 2^E poly
-        mov.b32 gc, 0;
-        max.bf16x2 gs, gp, gc;
-        fma.rn.bf16x2 $0, gna, gq, gs;          // act = max(p, 0) - |p| tail""" if with_act else ""
-        return f"""{{
+    # interpreter).
+    def _g16_asm(act: bool, dpre: bool) -> str:
+        """PTX of `_gelu16_emulated` for one pair of units; operands: the outputs (act, dpre, those asked for),
+        then p0, p1 (and dact0, dact1 for dpre)."""
+        n_out = act + dpre
+        p0, p1, d0, d1 = (f"${n_out + i}" for i in range(4))
+        out_dpre = f"${int(act)}"
+        head = f"""{{
         .reg .f32 gt0, gt1;
         .reg .b32 gp, gt, gq, ge, gx2, gna, gg, gd, gs, gx, gy, gc;
         abs.f32 gt0, {p0};
@@ -183,7 +181,8 @@ if triton is not None:
         mov.b32 gc, 0xBF39BF39;                 // -log2(e) / 2 = -0.72265625 in bf16
         mul.rn.bf16x2 ge, ge, gc;
         ex2.approx.ftz.bf16x2 gx2, ge;          // 2^E = sqrt(2 pi) phi(p)
-        or.b32 gna, gp, 0x80008000;             // -|p|
+        or.b32 gna, gp, 0x80008000;             // -|p|"""
+        grad = f"""
         mov.b32 gc, 0x3ECC3ECC;                 // 1 / sqrt(2 pi) = 0.3984375 in bf16
         fma.rn.bf16x2 gg, gna, gc, gq;
         mul.rn.bf16x2 gg, gg, gx2;              // g0 = tail - |p| phi
@@ -191,11 +190,17 @@ if triton is not None:
         prmt.b32 gs, gp, 0, 0xBB99;             // 0xFFFF in each half whose p has its sign bit set
         lop3.b32 gx, gd, gs, 0x80008000, 0xD2;  // -dact where p >= 0, else dact
         lop3.b32 gy, gd, gs, 0, 0x30;           // dact where p >= 0, else 0
-        fma.rn.bf16x2 {dpre}, gx, gg, gy;{act}
-        }}"""
+        fma.rn.bf16x2 {out_dpre}, gx, gg, gy;""" if dpre else ""
+        gelu = """
+        mul.rn.bf16x2 gq, gq, gx2;              // tail = 2^E poly
+        mov.b32 gc, 0;
+        max.bf16x2 gs, gp, gc;
+        fma.rn.bf16x2 $0, gna, gq, gs;          // act = max(p, 0) - |p| tail""" if act else ""
+        return head + grad + gelu + "\n        }"
 
-    _DPRE16_ASM = tl.constexpr(_g16_asm(False))
-    _ACT_DPRE16_ASM = tl.constexpr(_g16_asm(True))
+    _ACT16_ASM = tl.constexpr(_g16_asm(True, False))
+    _DPRE16_ASM = tl.constexpr(_g16_asm(False, True))
+    _ACT_DPRE16_ASM = tl.constexpr(_g16_asm(True, True))
 
     @triton.jit
     def _b16(x):
@@ -222,6 +227,10 @@ if triton is not None:
 
     if os.environ.get("TRITON_INTERPRET") == "1":   # no PTX
         @triton.jit
+        def _act16(p):
+            return _gelu16_emulated(p, p)[0]
+
+        @triton.jit
         def _dpre16(p, dact):
             return _gelu16_emulated(p, dact)[1]
 
@@ -233,6 +242,11 @@ if triton is not None:
         def _add16(a, b):
             return _b16(a.to(tl.float32) + b.to(tl.float32)).to(tl.bfloat16)
     else:
+        @triton.jit
+        def _act16(p):
+            """gelu(p) in bf16, from fp32 p, in packed bf16 arithmetic (above)."""
+            return tl.inline_asm_elementwise(_ACT16_ASM, "=r,r,r", [p], dtype=tl.bfloat16, is_pure=True, pack=2)
+
         @triton.jit
         def _dpre16(p, dact):
             """dact gelu'(p) in bf16, from fp32 p and dact (same shape), in packed bf16 arithmetic (above)."""
@@ -368,7 +382,7 @@ if triton is not None:
     def _fwd_kernel(x_ptr, lnw_ptr, lnb_ptr, xn_ptr, w1_ptr, b1_ptr, w2t_ptr, y_ptr, seed_ptr, tab_ptr, row0, p_drop,
                     eps, N, D, HAS_LN: tl.constexpr, HAS_LN_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
                     DROP: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
-                    ALIGN: tl.constexpr):
+                    ALIGN: tl.constexpr, G16: tl.constexpr):
         band, col0, d, h, woff, hoff = _band(tab_ptr, row0 + tl.program_id(1), ALIGN)
         rows, io, io_ok = _token_block(N, D, col0, d, BM, BD)
         dt = w1_ptr.dtype.element_ty
@@ -380,10 +394,14 @@ if triton is not None:
         for h0 in range(0, h, BH):
             hs = h0 + tl.arange(0, BH)
             w1t, w2 = _weight_tiles(w1_ptr + woff, w2t_ptr + woff, hs, d, dt, BD)
-            act = _gelu(_pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC))
+            pre = _pre(x, w1t, b1_ptr + hoff, hs, HAS_BIAS, PREC)
+            if G16:
+                act = _act16(pre)
+            else:
+                act = _gelu(pre).to(dt)
             if DROP:   # (the 1 / (1 - p) of the kept units is applied once, to the sum)
                 act = tl.where(_keep(seed_ptr, band, rows, h0, h, p_drop, BH), act, 0.0)
-            acc += tl.dot(act.to(dt), tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
+            acc += tl.dot(act, tl.trans(w2), out_dtype=tl.float32, input_precision=PREC)
         if DROP:
             acc *= 1.0 / (1.0 - p_drop)
         tl.store(y_ptr + io, acc.to(y_ptr.dtype.element_ty), mask=io_ok)
@@ -555,7 +573,7 @@ class Operands(NamedTuple):
     lnw and bias lnb (D,) or None, is then applied on chip), else the band MLPs' input; w1f, b1f, w2tf: the packed
     weights (see `band_mlp_packed`; their dtype is the matmuls'); seed: the dropout seed tensor (any tensor when
     p_drop is 0: never read); pairs: (d, h) per band; table: `band_table(pairs)` on x's device; gelu16: the
-    backward kernels take the packed-bf16 GELU (`_act_dpre16`) when the weights are bf16."""
+    kernels take the packed-bf16 GELU (`_act16`, `_act_dpre16`) when the weights are bf16."""
     x: torch.Tensor
     w1f: torch.Tensor
     b1f: torch.Tensor | None
@@ -586,13 +604,11 @@ def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu1
 
 
 def _meta(ops: Operands, bd: int, cfg: dict[str, int], kernel: str) -> dict:
-    """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones, the
-    forward no G16)."""
+    """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones)."""
     meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
             "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
             "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
-    if kernel != "fwd":
-        meta["G16"] = ops.gelu16 and ops.w1f.dtype == torch.bfloat16
+    meta["G16"] = ops.gelu16 and ops.w1f.dtype == torch.bfloat16
     return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if kernel != "dw" else meta
 
 
@@ -651,9 +667,9 @@ def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2
     LayerNorm (weight and bias (d_i,); biases an empty list for none) is applied to x inside the kernels, so x
     is then the residual stream (any float dtype; the statistics in fp32; the forward kernel writes the
     normalised input once, for the backward); otherwise x is the MLPs' input. ``table``: `band_table` of these
-    bands on x's device (`BandMLP`'s buffer; None: a cached one). ``gelu16``: with bf16 weights the backward
-    kernels evaluate the GELU and its derivative in packed bf16 arithmetic (`_act_dpre16`; faster, as accurate as
-    the per-band loop under bf16 autocast: tested) instead of fp32.
+    bands on x's device (`BandMLP`'s buffer; None: a cached one). ``gelu16``: with bf16 weights the kernels
+    evaluate the GELU (and its derivative) in packed bf16 arithmetic (`_act16`, `_act_dpre16`; faster, as accurate
+    as the per-band loop under bf16 autocast: tested) instead of fp32.
 
     Packs the weights (W1s, W2^Ts, b1s each into one flat tensor, each band's hidden units padded with zeros to
     `padded_hidden`, which changes no output or gradient) in torch and adds b2 after the op, so that under
@@ -683,8 +699,8 @@ def band_mlp_packed(x: torch.Tensor, w1f: torch.Tensor, b1f: torch.Tensor | None
     identity); xn: LN(x) in w1f's dtype, saved for the backward (empty without the LayerNorm).
     w1f: the W1_i (h_i, d_i) flattened one after another; w2tf: the W2_i^T (h_i, d_i) likewise; b1f: the b1_i
     concatenated, or None; dims: [d_0, h_0, d_1, h_1, ...], every h_i a multiple of H_ALIGN (`band_mlp` pads
-    the weights with zeros); table: `band_table` of dims' bands on x's device; gelu16: the backward's GELU
-    arithmetic (`band_mlp`; the forward's is fp32)."""
+    the weights with zeros); table: `band_table` of dims' bands on x's device; gelu16: the GELU's arithmetic
+    (`band_mlp`)."""
     ops = _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu16)
     y = torch.empty(x.shape, dtype=w1f.dtype, device=x.device)
     xn = torch.empty_like(y) if lnw is not None else y.new_empty(0)

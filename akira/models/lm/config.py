@@ -51,7 +51,7 @@ class LMConfig:
     band_expansion: float | None = None  # band MLP hidden_i = round(e * width_i); None -> mlp_expansion
     params_matched: bool = False         # band model: solve band_expansion so non-embedding params match dense
     band_impl: str = "auto"              # auto | block_diag | bmm | loop | fused (auto: transformer.resolve_band_impl)
-    fused_bf16_gelu: bool = True         # fused band MLP, bf16: backward GELU in packed bf16 (as exact as the loop)
+    fused_bf16_gelu: bool = True         # fused band MLP, bf16: GELU in packed bf16 (as exact as the loop)
     # cross-band wormhole (band model only)
     wormhole: bool = False
     wormhole_pairs: str = "all"          # all | complementary
