@@ -204,8 +204,8 @@ def profile_steps(step, device: torch.device, arm: str, n: int = 3, rows: int = 
                                                                               row_limit=rows), flush=True)
         return
     per_kernel: dict[str, list[float]] = {}
-    for ev in prof.events():
-        if ev.device_type == DeviceType.CUDA:
+    for ev in prof.events():   # kernels only: GPU-side user annotations (the optimizer's step range) span others
+        if ev.device_type == DeviceType.CUDA and not getattr(ev, "is_user_annotation", False):
             t = per_kernel.setdefault(ev.name, [0.0, 0])
             t[0], t[1] = t[0] + ev.device_time_total / 1e3 / n, t[1] + 1
     total = sum(t for t, _ in per_kernel.values())
