@@ -1,13 +1,14 @@
 """How much of the fused band MLP's kernel time is its activation's arithmetic?
 
 Times the three kernels (forward, dx, dW) of every launch group alone on N tokens at the params-matched expansion
-(bf16, the settings `band_mlp_kernel.launch_config` gives), with the GELU the kernels use (`current`) or, for
-comparison only, another activation swapped into the kernels: libdevice's erf GELU (the kernels' form before
+(bf16, the settings `band_mlp_kernel.launch_config` gives), with the GELU the kernels use (`current`: packed bf16
+arithmetic; `fp32`: the fp32 form, `model.fused_bf16_gelu=false`) or, for comparison only, another activation
+swapped into the fp32 form's place (the packed one then off): libdevice's erf GELU (the kernels' form before
 2026-12-03), the tanh-approximation GELU on the `tanh.approx` instruction, ReLU and the identity (the floor: matmuls
 and memory only). The swapped activations change the function; they are measurements, not options. One process
 per variant (Triton compiles a kernel once per process). Needs a CUDA GPU with Triton.
 
-    python benchmarks/band_mlp_activation_probe.py [--variants current,libdevice,tanh,relu,identity]
+    python benchmarks/band_mlp_activation_probe.py [--variants current,fp32,libdevice,tanh,relu,identity]
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ if triton is not None:
     def _identity_grad(p):
         return p, p * 0.0 + 1.0
 
-VARIANTS = {"current": None, "libdevice": ("_libdevice", "_libdevice_grad"), "tanh": ("_gelu_tanh", "_gelu_tanh_grad"),
+VARIANTS = {"current": None, "fp32": None, "libdevice": ("_libdevice", "_libdevice_grad"), "tanh": ("_gelu_tanh", "_gelu_tanh_grad"),
             "relu": ("_relu", "_relu_grad"), "identity": ("_identity", "_identity_grad")}
 
 
@@ -77,7 +78,7 @@ def measure(variant: str, n: int) -> dict[str, float]:
     if VARIANTS[variant]:
         fwd, grad = VARIANTS[variant]
         bk._gelu, bk._gelu_and_grad = globals()[fwd], globals()[grad]   # before the first compile
-    _, pairs, launch = problem(True, n, torch.device("cuda"))
+    _, pairs, launch = problem(True, n, torch.device("cuda"), gelu16=variant == "current")
     out: dict[str, float] = {}
     for g in bk._launch_groups(pairs):
         for kernel, run in launch.items():

@@ -109,7 +109,7 @@ class BandMLP(nn.Module):
       non-CUDA tensors it runs the loop.
     Measured fwd+bwd on 32k tokens (H100, bf16, compiled): e=4 block_diag 2.4 ms, bmm 2.9, loop 4.3 (dense
     512->2048 MLP: 1.7); e=24 (params-matched) 7.7 / 12.7 / 6.5; H200 e=24, whole training steps of
-    no_wormhole_matched: fused 36.5 ms / 13.2 GB (LayerNorm inside, the GELU in packed bf16:
+    no_wormhole_matched: fused 36.5-36.9 ms / 13.2 GB (LayerNorm inside, the GELU in packed bf16:
     ``gelu16``) vs loop 65 ms / 23.3 GB (with dropout 0.1: 59 vs 76 ms, before the LayerNorm moved inside)
     (benchmarks/RESULTS.md).
     On a 2-core CPU the loop is fastest (FLOPs dominate there). ``auto`` in `LMConfig` picks block_diag, or for

@@ -5,10 +5,10 @@ the op `akira::band_mlp_packed`, forward and backward).
 Why: at the params-matched expansion (~24) the band MLPs have the dense MLP's FLOPs but 6x its hidden activations
 (12,288 per token), whose round trips through memory (fc1 output, GELU in/out, saved for the backward) and whose
 small-K/N GEMMs (band widths 32-128) dominate the `*_matched` arms' step (benchmarks/RESULTS.md). Measured on an
-H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 36.5 ms per step (baseline 28.0 in the same run;
-37.7-38.0 with the GELU in fp32) vs 65 for the per-band loop, at 13.2 vs 23.3 GB peak (no hidden
-activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm included): forward 0.60 ms, dx 0.68,
-dW 0.90 (0.74 and 1.04 with the fp32 GELU). Here:
+H200 (batch 64 x 512, bf16, compiled): no_wormhole_matched 36.5-36.9 ms per step (baselines 28.0 / 27.2 in the
+same runs, two machines; 38.9 with the GELU in fp32) vs 65 for the per-band loop, at 13.2 vs 23.3 GB peak (no
+hidden activations are kept). Kernel time per layer (e~24, 32k tokens, LayerNorm included): forward 0.52 ms, dx
+0.68, dW 0.90 (0.60, 0.74 and 1.04 with the fp32 GELU). Here:
 - bands of the same padded width (`pow2(d)`) share one launch of each kernel (a band table in device memory,
   `BandMLP`'s buffer, gives each program its band), so the small bands' programs fill the big bands' last waves;
   the weights are packed into one buffer per matrix, W2 transposed so that every weight tile is read along the
@@ -41,8 +41,8 @@ GELU is the exact (erf) form, as `F.gelu`, to 2.1e-7 (`_tail_and_density`), in f
 kernels evaluate it (and the backward its derivative) in packed bf16 arithmetic instead (`_act_dpre16`,
 ``gelu16``/`model.fused_bf16_gelu`, on by default: two hidden units per instruction; as accurate as the per-band
 loop under bf16 autocast, which rounds the pre-activations to bf16 before its GELU: tested). Matmuls take the
-weights' dtype (bf16 under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or on CPU under
-``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
+weights' dtype (bf16 under autocast) with fp32 accumulation; fp32 weights run exact (no TF32). Runs on CUDA, or
+on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band reference).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, 
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
 # afterwards); per kernel (prefix "" = forward, "dx_", "dw_"): token block, hidden tile, warps, pipeline stages.
 # With tuned=1 the launches of a group of padded width BD take TUNED[BD]'s settings over these (the fastest
-# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: forward 0.60 + backward
+# measured for that width by benchmarks/band_mlp_tune.py at the params-matched expansion: forward 0.52 + backward
 # 1.57 ms per layer over all groups (H200), vs 0.65 + 2.09 with CONFIG's settings).
 CONFIG = {"grouped": 1, "tuned": 1, "dw_splits": 8,
           "block_m": 64, "block_h": 32, "warps": 4, "stages": 2,
