@@ -606,10 +606,20 @@ def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu1
 def _meta(ops: Operands, bd: int, cfg: dict[str, int], kernel: str) -> dict:
     """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones)."""
     meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
-            "BM": cfg["block_m"], "ALIGN": all(d % 16 == 0 for d, _ in ops.pairs), "PREC": dot_precision(ops.w1f),
+            "BM": cfg["block_m"], "ALIGN": _aligned(ops.pairs), "PREC": dot_precision(ops.w1f),
             "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
     meta["G16"] = ops.gelu16 and ops.w1f.dtype == torch.bfloat16
     return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if kernel != "dw" else meta
+
+
+_ALIGNED: dict = {}
+
+
+def _aligned(pairs: tuple[tuple[int, int], ...]) -> bool:
+    """Every band width a multiple of 16 (the kernels' ALIGN), cached per band layout (read at every launch)."""
+    if pairs not in _ALIGNED:
+        _ALIGNED[pairs] = all(d % 16 == 0 for d, _ in pairs)
+    return _ALIGNED[pairs]
 
 
 def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
@@ -721,7 +731,7 @@ def _partial_rows(n: int, dims: list[int], dtype: torch.dtype) -> list[int]:
     band; bands with larger blocks leave the rest zero). Computed where the backward op is called and passed to
     it, so that the op's output shapes are arguments of the (compiled, cached) graph, not read from `CONFIG`."""
     splits = max(1, min(CONFIG["dw_splits"], cdiv(n, 64)))
-    return [splits, cdiv(n, min(launch_config("dx", pow2(d), dtype)["block_m"] for d in dims[0::2]))]
+    return [splits, cdiv(n, min(launch_config("dx", bd, dtype)["block_m"] for bd in {pow2(d) for d in dims[0::2]}))]
 
 
 @torch.library.custom_op("akira::band_mlp_packed_backward", mutates_args=())
