@@ -2,7 +2,9 @@
 
 Full preset = the issue's setting: 6 layers / 512 / 8 heads / seq 512 / batch 64, bf16 autocast, torch.compile,
 fused AdamW with the arm's named param groups, grad clipping 1.0, random tokens; 5 warm-up + 20 timed steps
-(CUDA events). ``--preset tiny`` is a seconds-long CPU smoke check.
+(CUDA events around each step, each ending in a synchronisation: `step ms`, tokens/s), then the same number of
+steps back to back with one synchronisation (`b2b ms`: no host time at each step's start, as in training without a
+per-step sync). ``--preset tiny`` is a seconds-long CPU smoke check.
 
     python benchmarks/lm_speed.py                                # all arms, full preset, on the GPU
     python benchmarks/lm_speed.py --preset tiny --no-compile     # CPU smoke check
@@ -159,6 +161,10 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
         times.append(t.ms)
     times.sort()
     step_ms = sum(times) / len(times)
+    with Timer(device) as t:   # the same steps back to back, one synchronisation: no host time at each step's start
+        for _ in range(args.steps):
+            loss = step()
+    back_to_back_ms = t.ms / args.steps
     tokens = args.batch * args.seq
     tok_s = tokens / (step_ms / 1e3)
     fpt = model.flops_per_token(args.seq)
@@ -170,7 +176,8 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
         "band_impl": getattr(model.blocks[0].mlp, "impl", None),
         "fused_bf16_gelu": cfg.fused_bf16_gelu if cfg.mlp == "band" else None,
         "wormhole_attention": cfg.wormhole_attention if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
-        "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "warmup_s": warm_s,
+        "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "step_ms_back_to_back": back_to_back_ms,
+        "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None,
         "final_loss": loss.item(), "lr_table": ARMS[arm][1], "n_param_groups": len(groups),
@@ -480,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         out["micro"] = bench_micro(args, device)
     else:
         results = []
-        print("| arm | params | non-emb | band impl | tokens/s | step ms | peak GB | MFU | vs baseline |\n"
-              "|---|---|---|---|---|---|---|---|---|", flush=True)
+        print("| arm | params | non-emb | band impl | tokens/s | step ms | b2b ms | peak GB | MFU | vs baseline |\n"
+              "|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for arm in arms:
             r = bench_arm(arm, args, device)
             release(device, args.compile)
@@ -491,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
             print(f"| {arm} | {r['params'] / 1e6:.2f}M | {r['params_non_embedding'] / 1e6:.2f}M | "
-                  f"{r['band_impl'] or '-'} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {mem} | {mfu} | "
-                  f"{rel} |", flush=True)
+                  f"{r['band_impl'] or '-'} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | "
+                  f"{r['step_ms_back_to_back']:.1f} | {mem} | {mfu} | {rel} |", flush=True)
         out["results"] = results
     if args.out:
         write_json_atomic(args.out, out)
