@@ -488,9 +488,10 @@ if triton is not None:
                     db1 += _row_pair_sums16(dpre, BM, BH)
             else:
                 act, grad = _gelu_and_grad(pre)
+                dpre = dact * grad
                 if HAS_BIAS:
-                    db1 += dact * grad
-                act, dpre = act.to(dt), (dact * grad).to(dt)
+                    db1 += dpre
+                act, dpre = act.to(dt), dpre.to(dt)
             if DROP:
                 act = tl.where(keep, act, 0.0)
             dw1t += tl.dot(tl.trans(x), dpre, out_dtype=tl.float32, input_precision=PREC)
@@ -514,17 +515,18 @@ _launch = {"fwd": CachedLaunch(_fwd_kernel), "dx": CachedLaunch(_dx_kernel),
 def _launch_groups(pairs: tuple[tuple[int, int], ...], grouped: bool = True) -> list[dict]:
     """Bands with the same padded width ``BD = pow2(d)`` share one launch of each kernel (3 launches instead of 7
     for the seed widths; the programs of all the group's bands fill the GPU's waves together). Per group: BD, its
-    first row in `band_table` (row0), n bands, their hidden sizes h and a cache of the dW kernel's work items per
-    hidden tile. ``pairs``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for
+    first row in `band_table` (row0), n bands, their hidden sizes h, a cache of the dW kernel's work items per
+    hidden tile and align (every band's width a multiple of 16: the kernels' ALIGN). ``pairs``: (d, h) per band. ``grouped=False``: one launch per band (`CONFIG["grouped"]`, for
     comparison). Host-side only (no device tensors: nothing is allocated while a CUDA graph is captured)."""
     key = (pairs, grouped)
     if key not in _GROUPS:
         order = _table_order(pairs)
+        align = all(d % 16 == 0 for d, _ in pairs)
         groups: dict = {}
         for row, band in enumerate(order):
             d, h = pairs[band]
             g = groups.setdefault(pow2(d) if grouped else band, {"BD": pow2(d), "row0": row, "n": 0, "h": [],
-                                                                 "items": {}})
+                                                                 "items": {}, "align": align})
             g["n"] += 1
             g["h"].append(h)
         _GROUPS[key] = list(groups.values())
@@ -603,23 +605,14 @@ def _operands(x, w1f, b1f, w2tf, lnw, lnb, eps, seed, p_drop, dims, table, gelu1
                     _pairs(dims), table, gelu16)
 
 
-def _meta(ops: Operands, bd: int, cfg: dict[str, int], kernel: str) -> dict:
-    """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones)."""
-    meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": bd, "BH": cfg["block_h"],
-            "BM": cfg["block_m"], "ALIGN": _aligned(ops.pairs), "PREC": dot_precision(ops.w1f),
+def _meta(ops: Operands, g: dict, cfg: dict[str, int], kernel: str) -> dict:
+    """The compile-time arguments of ``kernel`` ("fwd", "dx" or "dw"; the dW kernel has no LayerNorm ones) for
+    launch group g."""
+    meta = {"HAS_BIAS": ops.b1f is not None, "DROP": ops.p_drop > 0, "BD": g["BD"], "BH": cfg["block_h"],
+            "BM": cfg["block_m"], "ALIGN": g["align"], "PREC": dot_precision(ops.w1f),
             "num_warps": cfg["warps"], "num_stages": cfg["stages"]}
     meta["G16"] = ops.gelu16 and ops.w1f.dtype == torch.bfloat16
     return {"HAS_LN": ops.lnw is not None, "HAS_LN_BIAS": ops.lnb is not None, **meta} if kernel != "dw" else meta
-
-
-_ALIGNED: dict = {}
-
-
-def _aligned(pairs: tuple[tuple[int, int], ...]) -> bool:
-    """Every band width a multiple of 16 (the kernels' ALIGN), cached per band layout (read at every launch)."""
-    if pairs not in _ALIGNED:
-        _ALIGNED[pairs] = all(d % 16 == 0 for d, _ in pairs)
-    return _ALIGNED[pairs]
 
 
 def _pairs(dims: list[int]) -> tuple[tuple[int, int], ...]:
@@ -639,7 +632,7 @@ def launch_fwd(g: dict, ops: Operands, y: torch.Tensor, xn: torch.Tensor, cfg: d
     w = ops.w1f
     _launch["fwd"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xn, w, _or(ops.b1f, w), ops.w2tf, y, ops.seed, ops.table, g["row0"],
-        ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg, "fwd"))
+        ops.p_drop, ops.eps, n, dim, **_meta(ops, g, cfg, "fwd"))
 
 
 def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p_lnw: torch.Tensor,
@@ -651,7 +644,7 @@ def launch_dx(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, dx: t
     w = ops.w1f
     _launch["dx"]((cdiv(n, cfg["block_m"]), g["n"]),
         ops.x, _or(ops.lnw, w), _or(ops.lnb, w), xin, dy, w, _or(ops.b1f, w), ops.w2tf, dx, p_lnw, p_lnb,
-        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g["BD"], cfg, "dx"))
+        ops.seed, ops.table, g["row0"], ops.p_drop, ops.eps, n, dim, **_meta(ops, g, cfg, "dx"))
 
 
 def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1: torch.Tensor, p_b1: torch.Tensor,
@@ -664,7 +657,7 @@ def launch_dw(g: dict, ops: Operands, xin: torch.Tensor, dy: torch.Tensor, p_w1:
     _launch["dw"]((_work_items(g, cfg["block_h"]), splits),
         xin, dy, ops.w1f, _or(ops.b1f, ops.w1f), ops.w2tf, p_w1, p_b1, p_w2t, ops.seed, ops.table, g["row0"], g["n"],
         ops.p_drop, n, dim, p_w1.shape[1], p_b1.shape[1], rows_per_split, EVEN_M=splits * rows_per_split == n,
-        **_meta(ops, g["BD"], cfg, "dw"))
+        **_meta(ops, g, cfg, "dw"))
 
 
 def band_mlp(x: torch.Tensor, w1: list[torch.Tensor], b1: list[torch.Tensor], w2: list[torch.Tensor],
