@@ -36,6 +36,7 @@ from akira.models.lm import (  # noqa: E402
     band_mlp_kernel,
     lm_preset,
     pair_attention_kernel,
+    wormhole_gate_kernel,
 )
 from akira.models.lm.params import band_hidden_sizes  # noqa: E402
 from akira.runinfo import write_json_atomic  # noqa: E402
@@ -94,6 +95,8 @@ def make_config(arm: str, args) -> LMConfig:
         over["fused_bf16_gelu"] = args.fused_bf16_gelu
     if args.wormhole_attention and over.get("wormhole"):
         over["wormhole_attention"] = args.wormhole_attention
+    if args.wormhole_gate and over.get("wormhole"):
+        over["wormhole_gate"] = args.wormhole_gate
     return base.replace(**over)
 
 
@@ -175,7 +178,8 @@ def bench_arm(arm: str, args, device: torch.device) -> dict:
         "band_hidden": list(model.band_hidden) if model.band_hidden else None,
         "band_impl": getattr(model.blocks[0].mlp, "impl", None),
         "fused_bf16_gelu": cfg.fused_bf16_gelu if cfg.mlp == "band" else None,
-        "wormhole_attention": cfg.wormhole_attention if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
+        "wormhole_attention": cfg.wormhole_attention if cfg.wormhole else None,
+        "wormhole_gate": cfg.wormhole_gate if cfg.wormhole else None, "tokens_per_s": tok_s, "step_ms": step_ms,
         "step_ms_median": times[len(times) // 2], "step_ms_min": times[0], "step_ms_back_to_back": back_to_back_ms,
         "warmup_s": warm_s,
         "flops_per_token": fpt, "mfu": (fpt * tok_s / peak) if peak else None,
@@ -284,10 +288,56 @@ def bench_micro(args, device: torch.device) -> list[dict]:
         x3 = torch.randn(args.batch, args.seq, d, device=device, requires_grad=True)
         wh = CrossBandWormhole(widths, c).to(device)
         wh.reset_parameters(0.02, 0.02)
-        timeit("wormhole (whole module)", wh, [x3])
+        timeit("wormhole (whole module, default gate)", wh, [x3])
+        if device.type == "cuda" and wormhole_gate_kernel.available():
+            bench_micro_wormhole_gate(wh, x3, timeit)
     if "attention" in parts and device.type == "cuda":
         bench_micro_attention(args, device, len(widths), c, timeit)
     return rows
+
+
+# Launch settings of the wormhole's Triton gate compared by --micro (part "wormhole"): the default first.
+WORMHOLE_GATE_CONFIGS = [{}, {"fwd_elems": 32}, {"bwd_elems": 16}, {"bwd_blocks": 4}, {"bwd_blocks": 16},
+                         {"bwd_wide_warps": 4}]
+
+
+def bench_micro_wormhole_gate(wh: CrossBandWormhole, x: torch.Tensor, timeit) -> None:
+    """The wormhole's gated sum over sources alone (torch, compiled, vs the Triton op in several launch settings)
+    on the module's own slot outputs, and the whole module with the Triton gate."""
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16):
+        qkv = torch.nn.functional.linear(x, (wh.w_qkv.unsqueeze(0) * wh.onehot.unsqueeze(1)).flatten(0, 1))
+        u = wh._attend(*wh._slots(qkv.view(*x.shape[:2], len(wh.widths), -1)))
+        gate_x = torch.nn.functional.linear(x, wh._gate_weights()[0])
+    u, gate_x = u.detach().requires_grad_(), gate_x.detach().requires_grad_()
+
+    def torch_gate(u, g):
+        return wh._gated_sum(u, g, wh._gate_weights()[1])
+
+    def triton_gate(u, g):
+        return wh._gated_sum_triton(u, g, wh._gate_weights()[1])
+
+    timeit("wormhole gated sum, torch", torch_gate, [u, gate_x])
+    default = dict(wormhole_gate_kernel.CONFIG)
+    for over in WORMHOLE_GATE_CONFIGS:     # compiled too (the weight fold around the op), so equal harness
+        wormhole_gate_kernel.CONFIG.update({**default, **over})
+        timeit("wormhole gated sum, Triton " + (" ".join(f"{k}={v}" for k, v in over.items()) or "default"),
+               triton_gate, [u, gate_x])
+    wormhole_gate_kernel.CONFIG.update(default)
+    for name, fn in (("torch", torch_gate), ("Triton", triton_gate)):
+        step = torch.compile(fn)
+
+        def fwd_bwd(step=step):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                y = step(u, gate_x)
+            y.float().sum().backward()
+
+        fwd_bwd()
+        profile_steps(fwd_bwd, x.device, f"wormhole gated sum, {name}", rows=14)
+        torch._dynamo.reset()
+    for gate in ("torch", "triton"):
+        wh.gate = gate
+        timeit(f"wormhole (whole module), {gate} gate", wh, [x])
+    wh.gate = "auto"
 
 
 def _fused_config(**over) -> dict:
@@ -442,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                         "those of band_mlp_kernel.TUNED")
     p.add_argument("--wormhole-attention", choices=("sdpa", "triton"), default=None,
                    help="model.wormhole_attention of the wormhole arms")
+    p.add_argument("--wormhole-gate", choices=("auto", "torch", "triton"), default=None,
+                   help="model.wormhole_gate of the wormhole arms")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="default bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None)
     p.add_argument("--micro", action="store_true", help="time the band MLP / LayerNorm / wormhole kernels alone")

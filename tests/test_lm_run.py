@@ -148,6 +148,21 @@ def test_lm_bad_input_fails_at_build_time_naming_the_key(tmp_path, corpus, args,
     assert key in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("arg,key", [("model.wormhole_gate=cuda", "model.wormhole_gate"),
+                                     ("model.band_widths=[128,96,80,64,64,48,16]", "model.band_widths"),
+                                     ("model.n_head=7", "model.n_head")])
+def test_lm_model_values_fail_at_compose_time_before_the_data_is_read(tmp_path, arg, key):
+    """The LM's value checks run in validate_config: a bad value is reported, not the missing data behind it."""
+    from akira.config import ConfigError
+    from akira.config.validate import validate_config
+
+    cfg = compose_config(["experiment=ablation_full", "data=wikitext2", f"data.local_dir={tmp_path}/nope", arg],
+                         run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, model_choice="akira_band")
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
 def test_missing_data_says_where_it_looked(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=lm_baseline", "data=wikitext2",
                            f"data.local_dir={tmp_path}/nope", "data.tokenizer=byte", f"hydra.run.dir={tmp_path}/run"],

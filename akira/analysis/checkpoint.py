@@ -16,7 +16,7 @@ from akira.models.lm import LMConfig, Transformer
 
 # config fields that do not change the function or the shapes of the activations compared across seeds
 NON_ARCHITECTURAL = ("dropout", "init_std", "scaled_residual_init", "band_impl", "fused_bf16_gelu",
-                     "wormhole_attention")
+                     "wormhole_attention", "wormhole_gate")
 
 
 def _read(path: str | Path, key: str) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class LMModelConfig:
     wormhole_threshold: float = 0.5
     wormhole_cross_dim: int | None = None
     wormhole_attention: str = "sdpa"
+    wormhole_gate: str = "auto"
     fused_loss: bool = False
     fused_loss_chunk: int = 4096
 

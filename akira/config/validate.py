@@ -6,6 +6,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from akira.config.errors import ConfigError
+from akira.config.nodes import target_and_kwargs
 
 log = logging.getLogger("akira")
 
@@ -29,6 +30,26 @@ def _check_precision_and_devices(cfg: DictConfig) -> None:
     devices = OmegaConf.select(cfg, "trainer.devices")
     if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
         raise ConfigError("trainer.devices", f"must be >= 1, -1 (all), 'auto' or a list of ids, got {devices}")
+
+
+def _check_lm_model(cfg: DictConfig) -> None:
+    """The LM's own value checks (`LMConfig`: band widths, heads, choices such as model.wormhole_gate) at compose
+    time, before the data is read; the vocabulary comes from the data later, so a placeholder stands in for null."""
+    target, kwargs = target_and_kwargs(cfg.model, ("kind", "compile"))
+    if target != "akira.models.lm.Transformer":
+        return
+    from akira.models.lm import LMConfig
+
+    kwargs.pop("vocab_pad_multiple", None)
+    if kwargs.get("vocab_size") is None:
+        kwargs["vocab_size"] = 1
+    try:
+        LMConfig(**kwargs)
+    except TypeError as exc:
+        raise ConfigError("model", str(exc)) from exc
+    except ValueError as exc:
+        msg = str(exc)
+        raise ConfigError(None if msg.startswith("model.") else "model", msg) from exc
 
 
 def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
@@ -65,6 +86,7 @@ def validate_config(cfg: DictConfig, model_choice: str | None = None) -> None:
             raise ConfigError("data.horizon", f"must be >= max(task.rollout_horizons) = {max(horizons)} "
                               f"(got {cfg.data.horizon})")
     if cfg.data.kind == "text":
+        _check_lm_model(cfg)
         _warn_generic_optimizer(cfg, model_choice)
     if cfg.ckpt_path not in (None, "", "last") and not isinstance(cfg.ckpt_path, str):
         raise ConfigError("ckpt_path", "must be null, 'last' or a path to a .ckpt file")

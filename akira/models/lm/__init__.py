@@ -3,7 +3,7 @@
 `Transformer(LMConfig(...))` is the one configurable model; `lm_preset(name)` gives the seed's reference
 configurations; `parameter_count(cfg)` the closed-form counts.
 """
-from . import band_mlp_kernel, pair_attention_kernel
+from . import band_mlp_kernel, pair_attention_kernel, wormhole_gate_kernel
 from .attention import CausalSelfAttention, RotaryEmbedding
 from .band import BandLayerNorm, BandMLP, band_layout
 from .config import SEED_BAND_WIDTHS, LMConfig, lm_preset
@@ -16,5 +16,5 @@ __all__ = [
     "SEED_BAND_WIDTHS", "BandLayerNorm", "BandMLP", "Block", "CausalSelfAttention", "CrossBandWormhole",
     "DenseMLP", "LMConfig", "RotaryEmbedding", "SplitDenseMLP", "Transformer", "band_hidden_sizes",
     "band_layout", "band_mlp_kernel", "dense_split_sizes", "lm_preset", "matched_band_expansion", "pair_attention_kernel", "parameter_count",
-    "wormhole_pairs",
+    "wormhole_gate_kernel", "wormhole_pairs",
 ]

@@ -15,6 +15,7 @@ MLP_KINDS = ("dense", "band", "dense_split")
 PAIRS = ("all", "complementary")
 BAND_IMPLS = ("auto", "block_diag", "bmm", "loop", "fused")
 WORMHOLE_ATTENTION = ("sdpa", "triton")
+WORMHOLE_GATE = ("auto", "torch", "triton")
 
 
 def _err(key: str, msg: str) -> ValueError:
@@ -59,6 +60,7 @@ class LMConfig:
     wormhole_threshold: float = 0.5      # hard gate g * 1[g > threshold]
     wormhole_cross_dim: int | None = None  # c; None -> min(band_widths) // 2 (seed: 16)
     wormhole_attention: str = "sdpa"     # pair attention kernel: sdpa | triton (pair_attention_kernel; slower on an H200)
+    wormhole_gate: str = "auto"          # gated sum over sources: auto (triton on CUDA with Triton) | torch | triton
     # head + loss in chunks of tokens (akira.models.lm.fused_loss): no (tokens x vocab) logits in training
     fused_loss: bool = False
     fused_loss_chunk: int = 4096
@@ -108,6 +110,8 @@ class LMConfig:
             raise _err("wormhole_threshold", f"must be in [0, 1), got {self.wormhole_threshold}")
         if self.wormhole_attention not in WORMHOLE_ATTENTION:
             raise _err("wormhole_attention", f"must be one of {WORMHOLE_ATTENTION}, got {self.wormhole_attention!r}")
+        if self.wormhole_gate not in WORMHOLE_GATE:
+            raise _err("wormhole_gate", f"must be one of {WORMHOLE_GATE}, got {self.wormhole_gate!r}")
         if self.wormhole_cross_dim is not None and self.wormhole_cross_dim < 1:
             raise _err("wormhole_cross_dim", f"must be a positive integer or null, got {self.wormhole_cross_dim}")
 

@@ -58,7 +58,8 @@ class Block(nn.Module):
             else:
                 self.mlp = SplitDenseMLP(d, list(dense_split_sizes(cfg)), cfg.dropout, cfg.bias)
         self.wormhole = (CrossBandWormhole(cfg.band_widths, cfg.cross_dim, cfg.wormhole_pairs, cfg.wormhole_top_k,
-                                           cfg.wormhole_threshold, cfg.bias, cfg.wormhole_attention)
+                                           cfg.wormhole_threshold, cfg.bias, cfg.wormhole_attention,
+                                           cfg.wormhole_gate)
                          if cfg.wormhole else None)
 
     def forward(self, x: torch.Tensor, ablate_band: int | None = None, need_weights: bool = False):

@@ -13,11 +13,12 @@ axis and q is broadcast: no gather, so no scatter-add in the backward. The slots
 `scaled_dot_product_attention(is_causal=True)` call (on Hopper and later, cuDNN's kernel takes q/k of dim c and v of
 dim 2c as they are; elsewhere q, k are zero-padded to 2c for the flash kernels, which need equal head dims; the
 scale stays 1/sqrt(c); ``attention="triton"`` uses `pair_attention_kernel` instead, opt-in). The gate's o-part is folded into one matrix per band,
-W_gf,i = W_g,i^o W_o,i (exact in real arithmetic), and b_o's share of the gate into the gate's bias; every slot's
-output and gate pre-activation come from one matmul as a `(B, S, R, 2 D)` tensor, and the gate, threshold and sum
-over sources are elementwise ops plus one reduction (fused by torch.compile). A hand-written Triton kernel that
-keeps that tensor on chip was slower than inductor's fusion on an H200 (3.3 vs 2.1 ms per layer; git history,
-2026-12-02).
+W_gf,i = W_g,i^o W_o,i (exact in real arithmetic), and b_o's share of the gate into the gate's bias. The gated sum
+over sources (``gate``): ``torch`` forms every slot's output and gate pre-activation with one matmul as a
+`(B, S, R, 2 D)` tensor, then the gate, threshold and sum are elementwise ops plus one reduction (fused by
+torch.compile); ``triton`` (`wormhole_gate_kernel`) keeps that tensor on chip (H200, full arm: 46.7 vs 48.5 ms per
+step, 2.2 GB less peak memory; benchmarks/RESULTS.md); ``auto`` (default) is ``triton`` on CUDA where Triton is
+installed, else ``torch``.
 Parameters are the seed's: per layer sum_i (2 d_i^2 + 98 d_i + 64) = 137,664 for the seed widths with c = 16
 (biases included).
 """
@@ -27,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pair_attention_kernel
+from . import pair_attention_kernel, wormhole_gate_kernel
 from .band import band_layout
-from .config import WORMHOLE_ATTENTION
+from .config import WORMHOLE_ATTENTION, WORMHOLE_GATE
 
 
 def wormhole_pairs(n_bands: int, mode: str = "all") -> list[tuple[int, int]]:
@@ -54,14 +55,18 @@ class CrossBandWormhole(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...], cross_dim: int, pairs: str = "all", top_k: int | None = None,
-                 threshold: float = 0.5, bias: bool = True, attention: str = "sdpa"):
+                 threshold: float = 0.5, bias: bool = True, attention: str = "sdpa", gate: str = "auto"):
         super().__init__()
         if attention not in WORMHOLE_ATTENTION:
             raise ValueError(f"model.wormhole_attention: must be one of {WORMHOLE_ATTENTION}, got {attention!r}")
         if attention == "triton" and not pair_attention_kernel.available():
             raise ValueError("model.wormhole_attention=triton: needs Triton (it ships with CUDA builds of torch)")
+        if gate not in WORMHOLE_GATE:
+            raise ValueError(f"model.wormhole_gate: must be one of {WORMHOLE_GATE}, got {gate!r}")
+        if gate == "triton" and not wormhole_gate_kernel.available():
+            raise ValueError("model.wormhole_gate=triton: needs Triton (it ships with CUDA builds of torch)")
         self.widths, self.c, self.top_k, self.threshold = tuple(widths), cross_dim, top_k, threshold
-        self.attention = attention
+        self.attention, self.gate = attention, gate
         nb, d, c = len(widths), sum(widths), cross_dim
         self.pairs = wormhole_pairs(nb, pairs)
         self.w_qkv = nn.Parameter(torch.empty(4 * c, d))
@@ -92,6 +97,11 @@ class CrossBandWormhole(nn.Module):
             dest_col = torch.where(col < w, s0 + col, d + s0 + col - w)
             g_idx.append(((s0 + r) * 2 * d + dest_col).flatten())
         self.register_buffer("g_index", torch.cat(g_idx), persistent=False)
+        # the Triton gate's band table, launch groups and slot flags (`wormhole_gate_kernel.band_table`)
+        table, groups = wormhole_gate_kernel.band_table(self.widths, slot_on)
+        self.register_buffer("gate_table", table, persistent=False)
+        self.register_buffer("slot_on", slot_on.flatten(), persistent=False)         # (R * nb,) in slot order
+        self.gate_groups = [v for g in groups for v in g]
 
     def no_decay_parameters(self) -> set[str]:
         """Biases stored as a matrix (`b_qkv`, (nb, 4c)): no weight decay, as every bias (`akira.tasks.optim`)."""
@@ -170,6 +180,19 @@ class CrossBandWormhole(nn.Module):
         g = g * (g > self.threshold)
         return (g * o * self.pair_mask.to(o.dtype)).sum(2) * self.inv_n_src.to(o.dtype)
 
+    def _triton_gate(self, u: torch.Tensor) -> bool:
+        """Whether the gated sum runs as the Triton op: ``auto`` on CUDA where Triton is installed; ``triton`` also
+        on CPU under the Triton interpreter (tests)."""
+        if self.gate == "auto":
+            return u.is_cuda and wormhole_gate_kernel.available()
+        return self.gate == "triton" and (u.is_cuda or wormhole_gate_kernel.interpreted())
+
+    def _gated_sum_triton(self, u: torch.Tensor, gate_x: torch.Tensor, w_gf: torch.Tensor) -> torch.Tensor:
+        """`_gated_sum` by `wormhole_gate_kernel` (weights in u's dtype; o and gp accumulate in fp32)."""
+        return wormhole_gate_kernel.wormhole_gate(
+            u, gate_x.to(u.dtype), self.w_o.to(u.dtype), w_gf.to(u.dtype), self.b_o, self.slot_on, self.gate_table,
+            self.gate_groups, float(self.threshold))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, S, D) -> wormhole update (B, S, D), to be added to x."""
         b, s, d = x.shape
@@ -180,4 +203,6 @@ class CrossBandWormhole(nn.Module):
         u = self._attend(*self._slots(qkv))                                         # (B, H, S, 2c)
         w_gb, w_gf, b_g = self._gate_weights()
         gate_x = F.linear(x, w_gb, b_g)                                               # (B, S, D)
+        if self._triton_gate(u):
+            return self._gated_sum_triton(u, gate_x, w_gf)
         return self._gated_sum(u, gate_x, w_gf)
