@@ -237,7 +237,8 @@ def wormhole_gate_backward(dy: torch.Tensor, u: torch.Tensor, gate_x: torch.Tens
     launches = [(bw, off, cnt, *launch_config("bwd", bw)) for bw, off, cnt in zip(groups[0::3], groups[1::3],
                                                                                     groups[2::3])]
     progs = max(cdiv(cdiv(n, bm), blocks) for *_, bm, _ in launches)    # partial sums: rows of programs
-    du = torch.empty_like(u)          # u's strides: cuDNN's attention backward wants dO laid out as O
+    du = torch.empty_like(u)   # u's strides: with du contiguous, cuDNN's attention backward gave wrong gradients
+    # for 64-wide value heads on an H200 (benchmarks/RESULTS.md); dO laid out as O avoids it
     dgx = torch.empty_like(gate_x)
     dwo = torch.zeros(progs, d, p, dtype=torch.float32, device=u.device)
     dwgf = torch.zeros(progs, d, p, dtype=torch.float32, device=u.device)
