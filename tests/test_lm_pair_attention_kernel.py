@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from akira.models.lm import CrossBandWormhole, Transformer, lm_preset, pair_attention_kernel
 from tests.conftest import KERNEL_DEVICE as DEVICE
-from tests.conftest import needs_triton, without_triton
+from tests.conftest import assert_compiled_bf16_lm_matches, needs_triton, without_triton
 
 
 @without_triton
@@ -70,17 +70,7 @@ def test_bf16_compiled_model_matches_sdpa():
     ref = Transformer(cfg).to(DEVICE)
     tri = Transformer(cfg.replace(wormhole_attention="triton")).to(DEVICE)
     tri.load_state_dict(ref.state_dict())
-    idx = torch.randint(0, 512, (4, 129), device=DEVICE)
-    losses = []
-    for model in (ref, torch.compile(tri, fullgraph=True)):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            _, loss = model(idx[:, :-1], idx[:, 1:])
-        loss.backward()
-        losses.append(loss.item())
-    assert abs(losses[0] - losses[1]) < 2e-3 * abs(losses[0])
-    for (name, p), q in zip(ref.named_parameters(), tri.parameters()):
-        rel = (p.grad - q.grad).norm() / p.grad.norm().clamp(min=1e-12)
-        assert rel < 3e-2, name
+    assert_compiled_bf16_lm_matches(ref, tri)
 
 
 @needs_triton
