@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from akira.checkpoint_io import AtomicCheckpointIO, FinalCheckpoint, save_final_checkpoint
 from akira.cli import ROOT, RunFailed
 from akira.config import ConfigError
-from akira.config.nodes import target_and_kwargs
+from akira.config.nodes import FRAMEWORK_KEYS, target_and_kwargs
 from akira.config.validate import validate_config, validate_model_data
 from akira.loggers import build_loggers, finish_wandb
 from akira.rundir import guard_run_dir, is_rank_zero_env, keep_earlier_record
@@ -27,8 +27,6 @@ from akira.runinfo import keep_metrics_csv, read_json_dict, start_info, write_js
 from akira.tasks.optim import param_group_members, param_group_summary
 
 log = logging.getLogger("akira")
-
-FRAMEWORK_KEYS = ("kind", "compile")
 
 
 # ------------------------------------------------------------------------------------------ builders

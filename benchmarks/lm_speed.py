@@ -305,10 +305,8 @@ def bench_micro_wormhole_gate(wh: CrossBandWormhole, x: torch.Tensor, timeit) ->
     """The wormhole's gated sum over sources alone (torch, compiled, vs the Triton op in several launch settings)
     on the module's own slot outputs, and the whole module with the Triton gate."""
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16):
-        qkv = torch.nn.functional.linear(x, (wh.w_qkv.unsqueeze(0) * wh.onehot.unsqueeze(1)).flatten(0, 1))
-        u = wh._attend(*wh._slots(qkv.view(*x.shape[:2], len(wh.widths), -1)))
-        gate_x = torch.nn.functional.linear(x, wh._gate_weights()[0])
-    u, gate_x = u.detach().requires_grad_(), gate_x.detach().requires_grad_()
+        u, gate_x, _ = wh.slot_inputs(x)
+    u, gate_x = u.requires_grad_(), gate_x.requires_grad_()
 
     def torch_gate(u, g):
         return wh._gated_sum(u, g, wh._gate_weights()[1])

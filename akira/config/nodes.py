@@ -5,6 +5,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+# keys of a model/data/trainer node that the framework reads and the target's constructor does not take
+FRAMEWORK_KEYS = ("kind", "compile")
+
 
 def target_and_kwargs(node: DictConfig, drop: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
     """(``_target_``, the other keys resolved to plain containers, enums as strings), without the keys in

@@ -6,7 +6,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from akira.config.errors import ConfigError
-from akira.config.nodes import target_and_kwargs
+from akira.config.nodes import FRAMEWORK_KEYS, target_and_kwargs
 
 log = logging.getLogger("akira")
 
@@ -35,7 +35,7 @@ def _check_precision_and_devices(cfg: DictConfig) -> None:
 def _check_lm_model(cfg: DictConfig) -> None:
     """The LM's own value checks (`LMConfig`: band widths, heads, choices such as model.wormhole_gate) at compose
     time, before the data is read; the vocabulary comes from the data later, so a placeholder stands in for null."""
-    target, kwargs = target_and_kwargs(cfg.model, ("kind", "compile"))
+    target, kwargs = target_and_kwargs(cfg.model, FRAMEWORK_KEYS)
     if target != "akira.models.lm.Transformer":
         return
     from akira.models.lm import LMConfig

@@ -9,13 +9,12 @@ measured faster).
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import band_mlp_kernel
+from . import band_mlp_kernel, triton_support
 
 
 def band_layout(widths: tuple[int, ...] | list[int]) -> dict[str, torch.Tensor]:
@@ -202,7 +201,7 @@ class BandMLP(nn.Module):
         """The Triton kernel on CUDA (or under TRITON_INTERPRET=1), with ``norm`` (the bands' LayerNorm) applied
         inside it; the per-band loop, the same function, on other devices (hidden dropout masks then come from
         torch's generator instead of Philox)."""
-        if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        if not (x.is_cuda or triton_support.interpreted()):
             return self._forward_loop(norm(x) if norm is not None else x)
         dev = x.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype

@@ -46,13 +46,21 @@ on CPU under ``TRITON_INTERPRET=1`` (the tests' check against the per-band refer
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401 - available() is API
+from .triton_support import (  # noqa: F401 - available() is API
+    CachedLaunch,
+    available,
+    cdiv,
+    dot_precision,
+    interpreted,
+    pow2,
+    tl,
+    triton,
+)
 
 # Launch configuration (module-level so that benchmarks/lm_speed.py --micro can compare several): one launch per
 # padded band width (grouped=1) or per band (0); the dW kernel's token splits (per-split partials summed
@@ -105,7 +113,7 @@ def padded_hidden(h: int) -> int:
 
 
 if triton is not None:
-    if os.environ.get("TRITON_INTERPRET") == "1":   # (as triton.jit decides) the interpreter runs no PTX
+    if interpreted():   # the interpreter runs no PTX
         @triton.jit
         def _recip(x):
             return 1.0 / x
@@ -225,7 +233,7 @@ if triton is not None:
         act = _b16(na * _b16(poly * x2) + tl.maximum(pb, 0.0))
         return act.to(tl.bfloat16), dpre.to(tl.bfloat16)
 
-    if os.environ.get("TRITON_INTERPRET") == "1":   # no PTX
+    if interpreted():   # no PTX
         @triton.jit
         def _act16(p):
             return _gelu16_emulated(p, p)[0]

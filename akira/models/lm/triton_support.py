@@ -17,6 +17,12 @@ def available() -> bool:
     return triton is not None
 
 
+def interpreted() -> bool:
+    """Whether Triton kernels run on the CPU interpreter (``TRITON_INTERPRET=1``, as `triton.jit` decides): they then
+    take CPU tensors and run no PTX."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def pow2(n: int, lo: int = 16) -> int:
     """Smallest power of two >= n (and >= lo, the smallest `tl.dot` dimension): a block size covering n."""
     return max(lo, 1 << (int(n) - 1).bit_length())
@@ -62,7 +68,7 @@ class CachedLaunch:
         self.compiled: dict = {}
 
     def __call__(self, grid: tuple[int, ...], *args, **meta) -> None:
-        if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AKIRA_TRITON_CACHED_LAUNCH") == "0":
+        if interpreted() or os.environ.get("AKIRA_TRITON_CACHED_LAUNCH") == "0":
             self.kernel[grid](*args, **meta)
             return
         key = (tuple(map(_spec, args)), tuple(meta.items()))

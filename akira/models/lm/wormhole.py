@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pair_attention_kernel, wormhole_gate_kernel
+from . import pair_attention_kernel, triton_support, wormhole_gate_kernel
 from .band import band_layout
 from .config import WORMHOLE_ATTENTION, WORMHOLE_GATE
 
@@ -185,7 +185,7 @@ class CrossBandWormhole(nn.Module):
         on CPU under the Triton interpreter (tests)."""
         if self.gate == "auto":
             return u.is_cuda and wormhole_gate_kernel.available()
-        return self.gate == "triton" and (u.is_cuda or wormhole_gate_kernel.interpreted())
+        return self.gate == "triton" and (u.is_cuda or triton_support.interpreted())
 
     def _gated_sum_triton(self, u: torch.Tensor, gate_x: torch.Tensor, w_gf: torch.Tensor) -> torch.Tensor:
         """`_gated_sum` by `wormhole_gate_kernel` (weights in u's dtype; o and gp accumulate in fp32)."""
@@ -193,8 +193,9 @@ class CrossBandWormhole(nn.Module):
             u, gate_x.to(u.dtype), self.w_o.to(u.dtype), w_gf.to(u.dtype), self.b_o, self.slot_on, self.gate_table,
             self.gate_groups, float(self.threshold))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, S, D) -> wormhole update (B, S, D), to be added to x."""
+    def slot_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the gated sum takes: every slot's attention output u (B, H, S, 2c), the gate's x-part gate_x (B, S, D)
+        and the folded W_gf (D, 2c)."""
         b, s, d = x.shape
         nb, c = len(self.widths), self.c
         w_qkv = (self.w_qkv.unsqueeze(0) * self.onehot.unsqueeze(1)).reshape(nb * 4 * c, d)   # block rows
@@ -202,7 +203,11 @@ class CrossBandWormhole(nn.Module):
         qkv = F.linear(x, w_qkv, b_qkv).view(b, s, nb, 4 * c)
         u = self._attend(*self._slots(qkv))                                         # (B, H, S, 2c)
         w_gb, w_gf, b_g = self._gate_weights()
-        gate_x = F.linear(x, w_gb, b_g)                                               # (B, S, D)
+        return u, F.linear(x, w_gb, b_g), w_gf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D) -> wormhole update (B, S, D), to be added to x."""
+        u, gate_x, w_gf = self.slot_inputs(x)
         if self._triton_gate(u):
             return self._gated_sum_triton(u, gate_x, w_gf)
         return self._gated_sum(u, gate_x, w_gf)

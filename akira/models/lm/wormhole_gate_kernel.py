@@ -25,11 +25,9 @@ tests' reference check). H200, one layer at batch 64 x 512, bf16: forward 0.27 +
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401
+from .triton_support import CachedLaunch, available, cdiv, dot_precision, pow2, tl, triton  # noqa: F401 - API
 
 # Launch settings. A program's token block is sized so that each thread holds `*_elems` elements of one
 # (tokens x channels) fp32 tile: the slots' loads are issued early (no branch between them), so more spills to
@@ -169,11 +167,6 @@ if triton is not None:
 
     _fwd = CachedLaunch(_fwd_kernel)
     _bwd = CachedLaunch(_bwd_kernel)
-
-
-def interpreted() -> bool:
-    """Whether Triton runs on the CPU interpreter (``TRITON_INTERPRET=1``), where the op takes CPU tensors."""
-    return available() and os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def band_table(widths: list[int] | tuple[int, ...], slot_on: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
